@@ -1,0 +1,45 @@
+/* errno ↔ bus error names ↔ exit codes; see kms-error.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "kms-bus.h"
+#include "kms-error.h"
+
+const char *kms_error_to_bus_name(int r)
+{
+        switch (r) {
+        case -ENOENT: return KMS_ERROR_NOT_FOUND;
+        case -EEXIST: return KMS_ERROR_ALREADY_EXISTS;
+        case -EINVAL:
+        case -EOPNOTSUPP:
+        case -EBADMSG: return KMS_ERROR_INVALID_ARGUMENT;
+        case -EACCES:
+        case -EPERM: return KMS_ERROR_ACCESS_DENIED;
+        case KMS_E_REVOKED: return KMS_ERROR_KEY_REVOKED;
+        case KMS_E_DISABLED: return KMS_ERROR_KEY_DISABLED;
+        case KMS_E_DESTROYED: return KMS_ERROR_KEY_DESTROYED;
+        case -E2BIG:
+        case -EMSGSIZE:
+        case -EDQUOT: return KMS_ERROR_LIMIT_EXCEEDED;
+        case -EBUSY:
+        case -EAGAIN: return KMS_ERROR_BUSY;
+        case KMS_E_BACKEND: return KMS_ERROR_BACKEND;
+        case KMS_E_STORE:
+        case -ENOSPC:
+        case -EROFS: return KMS_ERROR_STORE;
+        case -ESHUTDOWN: return KMS_ERROR_SHUTTING_DOWN;
+        default: return KMS_ERROR_INTERNAL;
+        }
+}
+
+int kms_error_exit_code(const char *name)
+{
+        if (!name)
+                return KMS_EXIT_FAILURE;
+        if (strcmp(name, KMS_ERROR_ACCESS_DENIED) == 0 ||
+            strcmp(name, "org.freedesktop.DBus.Error.AccessDenied") == 0)
+                return KMS_EXIT_DENIED;
+        if (strcmp(name, KMS_ERROR_NOT_FOUND) == 0)
+                return KMS_EXIT_NOT_FOUND;
+        return KMS_EXIT_FAILURE;
+}

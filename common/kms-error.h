@@ -1,0 +1,25 @@
+/* The one mapping between kmsd's internal error codes (negative errno
+ * values) and the named bus errors, and from bus errors to kmsctl exit
+ * codes. */
+#pragma once
+
+/* kmsctl exit codes (documented in kmsctl --help and README). */
+enum {
+        KMS_EXIT_OK = 0,
+        KMS_EXIT_FAILURE = 1,
+        KMS_EXIT_USAGE = 2,
+        KMS_EXIT_DENIED = 3,
+        KMS_EXIT_NOT_FOUND = 4,
+};
+
+/* Internal codes that have no natural errno. */
+#define KMS_E_BACKEND (-EIO)
+#define KMS_E_STORE (-ENOTRECOVERABLE)
+#define KMS_E_REVOKED (-EKEYREVOKED)
+#define KMS_E_DISABLED (-EKEYREJECTED)
+#define KMS_E_DESTROYED (-ENOKEY)
+
+/* Bus error name for a negative errno; never NULL (unknown → Internal). */
+const char *kms_error_to_bus_name(int r);
+/* Exit code kmsctl uses for a bus error name (NULL → failure). */
+int kms_error_exit_code(const char *bus_error_name);

@@ -1,0 +1,366 @@
+/* The bus thread: connect, own org.kmsd.KeyManager1, and run the one
+ * poll() loop that reads requests, checks each against the method table,
+ * identifies the caller, parses and validates the arguments, and queues
+ * it for the workers. Workers send their replies themselves; libdbus
+ * wakes this loop (wakeup_main) when a queued write has to wait. */
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+
+#include "daemon.h"
+#include "kms-bus.h"
+#include "kms-error.h"
+#include "kms-log.h"
+
+extern const char *const kms_introspect_xml;
+
+static void wake(struct kms_daemon *d)
+{
+        uint64_t one = 1;
+
+        if (write(d->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+                log_debug("wakeup write: %s", strerror(errno));
+}
+
+static void wakeup_main(void *data)
+{
+        wake(data);
+}
+
+static dbus_bool_t add_watch(DBusWatch *w, void *data)
+{
+        struct kms_daemon *d = data;
+        dbus_bool_t ok = TRUE;
+
+        pthread_mutex_lock(&d->watch_lock);
+        if (d->n_watches < ELEMENTSOF(d->watches))
+                d->watches[d->n_watches++] = w;
+        else
+                ok = FALSE;
+        pthread_mutex_unlock(&d->watch_lock);
+        wake(d);
+        return ok;
+}
+
+static void remove_watch(DBusWatch *w, void *data)
+{
+        struct kms_daemon *d = data;
+
+        pthread_mutex_lock(&d->watch_lock);
+        for (unsigned i = 0; i < d->n_watches; i++)
+                if (d->watches[i] == w) {
+                        d->watches[i] = d->watches[--d->n_watches];
+                        break;
+                }
+        pthread_mutex_unlock(&d->watch_lock);
+        wake(d);
+}
+
+static void toggle_watch(DBusWatch *w, void *data)
+{
+        wake(data);
+}
+
+/* kmsd makes no asynchronous calls of its own (the blocking ones run
+ * their own loop), so timeouts need no timer; libdbus still wants the
+ * hooks set when watches are. */
+static dbus_bool_t add_timeout(DBusTimeout *t, void *data)
+{
+        return TRUE;
+}
+
+static void remove_timeout(DBusTimeout *t, void *data)
+{
+}
+
+static DBusHandlerResult reply_error(DBusConnection *c, DBusMessage *m, const char *name, const char *fmt, ...)
+{
+        char buf[KMS_ERRMSG_MAX];
+        DBusMessage *reply;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        if (dbus_message_get_no_reply(m))
+                return DBUS_HANDLER_RESULT_HANDLED;
+        reply = dbus_message_new_error(m, name, buf);
+        if (!reply)
+                return DBUS_HANDLER_RESULT_NEED_MEMORY;
+        dbus_connection_send(c, reply, NULL);
+        dbus_message_unref(reply);
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static DBusHandlerResult handle_introspect(DBusConnection *c, DBusMessage *m)
+{
+        DBusMessage *reply;
+
+        if (!dbus_message_has_signature(m, ""))
+                return reply_error(c, m, DBUS_ERROR_INVALID_ARGS, "Introspect takes no arguments");
+        reply = dbus_message_new_method_return(m);
+        if (!reply || !dbus_message_append_args(reply, DBUS_TYPE_STRING, &kms_introspect_xml, DBUS_TYPE_INVALID)) {
+                if (reply)
+                        dbus_message_unref(reply);
+                return DBUS_HANDLER_RESULT_NEED_MEMORY;
+        }
+        dbus_connection_send(c, reply, NULL);
+        dbus_message_unref(reply);
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+/* parse → identify → validate → queue. Authorization needs the key's
+ * owner from the store, so it runs first thing in the worker, before any
+ * token call. */
+static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, void *data)
+{
+        struct kms_daemon *d = data;
+        const char *iface = dbus_message_get_interface(m);
+        const char *member = dbus_message_get_member(m);
+        const struct kms_method *method;
+        struct kms_request *req;
+        char errmsg[KMS_ERRMSG_MAX] = "";
+        int r;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !member)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        if (iface && strcmp(iface, DBUS_INTERFACE_INTROSPECTABLE) == 0 && strcmp(member, "Introspect") == 0)
+                return handle_introspect(c, m);
+        if (iface && strcmp(iface, KMS_BUS_INTERFACE) != 0)
+                return reply_error(c, m, DBUS_ERROR_UNKNOWN_INTERFACE, "unknown interface '%s'", iface);
+        method = kms_method_find(member);
+        if (!method)
+                return reply_error(c, m, DBUS_ERROR_UNKNOWN_METHOD, "unknown method '%s' of %s", member,
+                                   KMS_BUS_INTERFACE);
+        if (!dbus_message_has_signature(m, method->signature))
+                return reply_error(c, m, DBUS_ERROR_INVALID_ARGS, "%s takes (%s), not (%s)", member,
+                                   method->signature, dbus_message_get_signature(m));
+        if (atomic_load(&d->stopping))
+                return reply_error(c, m, KMS_ERROR_SHUTTING_DOWN, "kmsd is shutting down; retry when it is back");
+
+        req = calloc(1, sizeof(*req));
+        if (!req)
+                return DBUS_HANDLER_RESULT_NEED_MEMORY;
+        req->msg = dbus_message_ref(m);
+        req->method = method;
+        req->algorithm = KMS_ALG_INVALID;
+        req->hash = KMS_HASH_INVALID;
+        req->padding = KMS_PAD_INVALID;
+
+        r = kms_caller_lookup(d, dbus_message_get_sender(m), &req->caller);
+        if (r < 0) {
+                kms_request_free(req);
+                log_notice("refused %s: cannot identify the caller %s", member, dbus_message_get_sender(m));
+                return reply_error(c, m, KMS_ERROR_ACCESS_DENIED, "kmsd cannot identify the caller (%s)",
+                                   strerror(-r));
+        }
+        r = method->parse(d, req, errmsg, sizeof(errmsg));
+        if (r >= 0)
+                r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
+        if (r < 0) {
+                if (r == -EBUSY)
+                        snprintf(errmsg, sizeof(errmsg),
+                                 "kmsd has %u requests queued (max_pending); retry later", d->cfg.max_pending);
+                else if (r == -ESHUTDOWN)
+                        snprintf(errmsg, sizeof(errmsg), "kmsd is shutting down; retry when it is back");
+                log_info("%s from uid %u pid %d refused: %s", member, (unsigned)req->caller.uid,
+                         (int)req->caller.pid, errmsg);
+                kms_request_free(req);
+                return reply_error(c, m, kms_error_to_bus_name(r), "%s", errmsg);
+        }
+        return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static DBusHandlerResult filter(DBusConnection *c, DBusMessage *m, void *data)
+{
+        struct kms_daemon *d = data;
+        const char *name, *old_owner, *new_owner;
+
+        if (dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
+            dbus_message_has_sender(m, DBUS_SERVICE_DBUS) &&
+            dbus_message_get_args(m, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner, DBUS_TYPE_STRING,
+                                  &new_owner, DBUS_TYPE_INVALID) &&
+            name[0] == ':' && new_owner[0] == '\0')
+                kms_caller_forget(d, name);
+        if (dbus_message_is_signal(m, DBUS_INTERFACE_LOCAL, "Disconnected")) {
+                log_error("lost the connection to the bus");
+                atomic_store(&d->stopping, true);
+                return DBUS_HANDLER_RESULT_HANDLED;
+        }
+        return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+static const DBusObjectPathVTable vtable = { .message_function = message_function };
+
+int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen)
+{
+        DBusError err;
+        const char *bus = d->cfg.bus;
+        int r;
+
+        dbus_error_init(&err);
+        if (strcmp(bus, "system") == 0)
+                d->conn = dbus_bus_get_private(DBUS_BUS_SYSTEM, &err);
+        else if (strcmp(bus, "session") == 0)
+                d->conn = dbus_bus_get_private(DBUS_BUS_SESSION, &err);
+        else {
+                d->conn = dbus_connection_open_private(bus, &err);
+                if (d->conn && !dbus_bus_register(d->conn, &err)) {
+                        dbus_connection_close(d->conn);
+                        dbus_connection_unref(d->conn);
+                        d->conn = NULL;
+                }
+        }
+        if (!d->conn) {
+                snprintf(errbuf, errlen, "cannot connect to the %s bus: %s", bus, err.message);
+                dbus_error_free(&err);
+                return -ECONNREFUSED;
+        }
+        dbus_connection_set_exit_on_disconnect(d->conn, FALSE);
+
+        r = dbus_bus_request_name(d->conn, KMS_BUS_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE, &err);
+        if (r != DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER) {
+                snprintf(errbuf, errlen, "cannot own %s on the %s bus: %s", KMS_BUS_NAME, bus,
+                         dbus_error_is_set(&err) ? err.message : "another process owns it");
+                dbus_error_free(&err);
+                return -EADDRINUSE;
+        }
+        dbus_bus_add_match(d->conn,
+                           "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+                           "member='NameOwnerChanged'",
+                           &err);
+        if (dbus_error_is_set(&err)) {
+                snprintf(errbuf, errlen, "cannot watch bus peers: %s", err.message);
+                dbus_error_free(&err);
+                return -EIO;
+        }
+        if (!dbus_connection_add_filter(d->conn, filter, d, NULL) ||
+            !dbus_connection_register_object_path(d->conn, KMS_BUS_PATH, &vtable, d)) {
+                snprintf(errbuf, errlen, "out of memory registering %s", KMS_BUS_PATH);
+                return -ENOMEM;
+        }
+        if (!dbus_connection_set_watch_functions(d->conn, add_watch, remove_watch, toggle_watch, d, NULL) ||
+            !dbus_connection_set_timeout_functions(d->conn, add_timeout, remove_timeout, NULL, d, NULL)) {
+                snprintf(errbuf, errlen, "out of memory setting up the bus loop");
+                return -ENOMEM;
+        }
+        dbus_connection_set_wakeup_main_function(d->conn, wakeup_main, d, NULL);
+        return 0;
+}
+
+static void dispatch_all(struct kms_daemon *d)
+{
+        while (dbus_connection_get_dispatch_status(d->conn) == DBUS_DISPATCH_DATA_REMAINS)
+                dbus_connection_dispatch(d->conn);
+}
+
+static void handle_signal(struct kms_daemon *d)
+{
+        struct signalfd_siginfo si;
+
+        while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
+                switch (si.ssi_signo) {
+                case SIGTERM:
+                case SIGINT:
+                        log_info("signal %d: finishing requests in flight and stopping", (int)si.ssi_signo);
+                        atomic_store(&d->stopping, true);
+                        break;
+                case SIGHUP: log_info("SIGHUP: nothing to reload yet (policy reload comes with policy files)"); break;
+                default: break;
+                }
+        }
+}
+
+int kms_bus_run(struct kms_daemon *d)
+{
+        struct pollfd fds[2 + ELEMENTSOF(d->watches)];
+        DBusWatch *ws[ELEMENTSOF(d->watches)];
+
+        dispatch_all(d); /* messages read while registering */
+        while (!atomic_load(&d->stopping)) {
+                unsigned n = 0, nw = 0;
+                uint64_t junk;
+
+                fds[n++] = (struct pollfd){ .fd = d->wake_fd, .events = POLLIN };
+                fds[n++] = (struct pollfd){ .fd = d->signal_fd, .events = POLLIN };
+                pthread_mutex_lock(&d->watch_lock);
+                for (unsigned i = 0; i < d->n_watches; i++) {
+                        DBusWatch *w = d->watches[i];
+                        unsigned flags;
+                        short ev = 0;
+
+                        if (!dbus_watch_get_enabled(w))
+                                continue;
+                        flags = dbus_watch_get_flags(w);
+                        if (flags & DBUS_WATCH_READABLE)
+                                ev |= POLLIN;
+                        if (flags & DBUS_WATCH_WRITABLE)
+                                ev |= POLLOUT;
+                        ws[nw++] = w;
+                        fds[n++] = (struct pollfd){ .fd = dbus_watch_get_unix_fd(w), .events = ev };
+                }
+                pthread_mutex_unlock(&d->watch_lock);
+
+                if (poll(fds, n, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_error("poll: %s", strerror(errno));
+                        return -errno;
+                }
+                if (fds[0].revents & POLLIN)
+                        while (read(d->wake_fd, &junk, sizeof(junk)) == sizeof(junk))
+                                ;
+                if (fds[1].revents & POLLIN)
+                        handle_signal(d);
+                for (unsigned i = 0; i < nw; i++) {
+                        short re = fds[2 + i].revents;
+                        unsigned flags = 0;
+
+                        if (!re)
+                                continue;
+                        if (re & POLLIN)
+                                flags |= DBUS_WATCH_READABLE;
+                        if (re & POLLOUT)
+                                flags |= DBUS_WATCH_WRITABLE;
+                        if (re & POLLHUP)
+                                flags |= DBUS_WATCH_HANGUP;
+                        if (re & POLLERR)
+                                flags |= DBUS_WATCH_ERROR;
+                        dbus_watch_handle(ws[i], flags);
+                }
+                dispatch_all(d);
+        }
+        return 0;
+}
+
+void kms_bus_close(struct kms_daemon *d)
+{
+        if (!d->conn)
+                return;
+        if (dbus_connection_get_is_connected(d->conn)) {
+                dbus_connection_flush(d->conn);
+                dbus_connection_close(d->conn);
+        }
+        dbus_connection_unref(d->conn);
+        d->conn = NULL;
+}
+
+void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...)
+{
+        DBusMessage *m = dbus_message_new_signal(KMS_BUS_PATH, KMS_BUS_INTERFACE, member);
+        va_list ap;
+        bool ok;
+
+        if (!m)
+                return;
+        va_start(ap, first_type);
+        ok = dbus_message_append_args_valist(m, first_type, ap);
+        va_end(ap);
+        if (ok)
+                dbus_connection_send(d->conn, m, NULL);
+        dbus_message_unref(m);
+}

@@ -1,0 +1,198 @@
+/* kmsd.conf parsing with libinih; see config.h and docs/configuration.md. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "kms-bus.h"
+#include "kms-key.h"
+#include "kms-util.h"
+
+struct parse_ctx {
+        struct kms_config *c;
+        char msg[256];
+};
+
+static int set_string(char **dst, const char *value)
+{
+        char *v = strdup(value);
+
+        if (!v)
+                return -ENOMEM;
+        free(*dst);
+        *dst = v;
+        return 0;
+}
+
+static int set_u64(struct parse_ctx *ctx, const char *key, const char *value, uint64_t min, uint64_t max,
+                   uint64_t *ret)
+{
+        int r = kms_parse_u64(value, min, max, ret);
+
+        if (r < 0)
+                snprintf(ctx->msg, sizeof(ctx->msg), "%s = '%s' is not a number in %llu..%llu", key, value,
+                         (unsigned long long)min, (unsigned long long)max);
+        return r;
+}
+
+/* inih calls this once per name=value; returning 0 stops the parse and
+ * ini_parse() reports the line. */
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct parse_ctx *ctx = user;
+        struct kms_config *c = ctx->c;
+        uint64_t v;
+        int r = 0;
+
+#define IS(s, n) (strcmp(section, s) == 0 && strcmp(name, n) == 0)
+        if (IS("daemon", "bus")) {
+                if (!*value) {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "bus must be system, session or a D-Bus address");
+                        return 0;
+                }
+                r = set_string(&c->bus, value);
+        } else if (IS("daemon", "state_dir")) {
+                if (!*value) {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "state_dir must not be empty");
+                        return 0;
+                }
+                r = set_string(&c->state_dir, value);
+        } else if (IS("daemon", "workers")) {
+                r = set_u64(ctx, name, value, 1, KMS_MAX_WORKERS, &v);
+                if (r >= 0)
+                        c->workers = (unsigned)v;
+        } else if (IS("daemon", "log_level")) {
+                int l = kms_log_level_from_string(value);
+                if (l < 0) {
+                        snprintf(ctx->msg, sizeof(ctx->msg),
+                                 "log_level = '%s' is not one of debug, info, notice, warning, err", value);
+                        return 0;
+                }
+                c->log_level = l;
+        } else if (IS("daemon", "log_target")) {
+                if (strcmp(value, "stderr") == 0)
+                        c->log_target = KMS_LOG_STDERR;
+                else if (strcmp(value, "syslog") == 0)
+                        c->log_target = KMS_LOG_SYSLOG;
+                else {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "log_target = '%s' is not stderr or syslog", value);
+                        return 0;
+                }
+        } else if (IS("limits", "max_message_bytes")) {
+                r = set_u64(ctx, name, value, 1024, KMS_MAX_MESSAGE_BYTES_CEILING, &v);
+                if (r >= 0)
+                        c->max_message_bytes = v;
+        } else if (IS("limits", "max_pending")) {
+                r = set_u64(ctx, name, value, 1, KMS_MAX_PENDING_CEILING, &v);
+                if (r >= 0)
+                        c->max_pending = (unsigned)v;
+        } else if (IS("limits", "max_keys")) {
+                r = set_u64(ctx, name, value, 1, KMS_MAX_KEYS, &v);
+                if (r >= 0)
+                        c->max_keys = (unsigned)v;
+        } else if (IS("pkcs11", "module")) {
+                r = set_string(&c->pkcs11_module, value);
+        } else if (IS("pkcs11", "token_label")) {
+                r = set_string(&c->token_label, value);
+        } else if (IS("pkcs11", "token_serial")) {
+                r = set_string(&c->token_serial, value);
+        } else if (IS("pkcs11", "pin_file")) {
+                if (*value)
+                        r = set_string(&c->pin_file, value);
+                else {
+                        free(c->pin_file);
+                        c->pin_file = NULL;
+                }
+        } else if (strcmp(section, "daemon") != 0 && strcmp(section, "limits") != 0 &&
+                   strcmp(section, "pkcs11") != 0) {
+                snprintf(ctx->msg, sizeof(ctx->msg), "unknown section [%s]", section);
+                return 0;
+        } else {
+                snprintf(ctx->msg, sizeof(ctx->msg), "unknown key '%s' in section [%s]", name, section);
+                return 0;
+        }
+#undef IS
+        if (r == -ENOMEM)
+                snprintf(ctx->msg, sizeof(ctx->msg), "out of memory");
+        return r < 0 ? 0 : 1;
+}
+
+int kms_config_init(struct kms_config *c)
+{
+        memset(c, 0, sizeof(*c));
+        c->workers = 4;
+        c->log_level = LOG_INFO;
+        c->log_target = KMS_LOG_STDERR;
+        c->max_message_bytes = KMS_DEFAULT_MAX_MESSAGE_BYTES;
+        c->max_pending = 1024;
+        c->max_keys = KMS_MAX_KEYS;
+        c->bus = strdup("system");
+        c->state_dir = strdup("/var/lib/kmsd");
+        c->pkcs11_module = strdup("/usr/lib/softhsm/libsofthsm2.so");
+        c->token_label = strdup("kmsd");
+        c->pin_file = strdup("/etc/kmsd/pin");
+        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->pin_file) {
+                kms_config_free(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static void setup_inih(void)
+{
+        /* Debian's libinih exposes its options at run time. Allow "#"
+         * comments after values as docs/configuration.md shows, and stop
+         * at the first error so the message and line agree. */
+        static char prefixes[] = ";#";
+        ini_inline_comment_prefixes = prefixes;
+        ini_allow_inline_comments = true;
+        ini_stop_on_first_error = true;
+        ini_allow_multiline = false;
+}
+
+static int finish(struct parse_ctx *ctx, int line, const char *name, char *errbuf, size_t errlen)
+{
+        if (line == 0)
+                return 0;
+        if (line == -1) {
+                snprintf(errbuf, errlen, "%s: cannot open: %s", name, strerror(errno));
+                return -ENOENT;
+        }
+        if (line == -2) {
+                snprintf(errbuf, errlen, "%s: out of memory", name);
+                return -ENOMEM;
+        }
+        snprintf(errbuf, errlen, "%s:%d: %s", name, line, ctx->msg[0] ? ctx->msg : "syntax error (expected key = value or [section])");
+        return -EINVAL;
+}
+
+int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t errlen)
+{
+        struct parse_ctx ctx = { .c = c };
+
+        setup_inih();
+        return finish(&ctx, ini_parse(path, handler, &ctx), path, errbuf, errlen);
+}
+
+int kms_config_load_string(struct kms_config *c, const char *text, const char *name, char *errbuf, size_t errlen)
+{
+        struct parse_ctx ctx = { .c = c };
+
+        setup_inih();
+        return finish(&ctx, ini_parse_string(text, handler, &ctx), name, errbuf, errlen);
+}
+
+void kms_config_free(struct kms_config *c)
+{
+        if (!c)
+                return;
+        free(c->bus);
+        free(c->state_dir);
+        free(c->pkcs11_module);
+        free(c->token_label);
+        free(c->token_serial);
+        free(c->pin_file);
+        memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,38 @@
+/* kmsd.conf: defaults, parsing with libinih, validation. See
+ * docs/configuration.md for the format. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms-log.h"
+
+struct kms_config {
+        char *bus; /* "system", "session" or a D-Bus address */
+        char *state_dir;
+        unsigned workers;
+        int log_level;
+        enum kms_log_target log_target;
+        uint64_t max_message_bytes;
+        unsigned max_pending;
+        unsigned max_keys;
+        char *pkcs11_module;
+        char *token_label;
+        char *token_serial;
+        char *pin_file; /* NULL: $CREDENTIALS_DIRECTORY/pin */
+};
+
+#define KMS_DEFAULT_CONFIG_FILE "/etc/kmsd/kmsd.conf"
+#define KMS_MAX_WORKERS 64u
+#define KMS_MAX_PENDING_CEILING 65536u
+
+/* Fill c with the built-in defaults (all strings allocated). */
+int kms_config_init(struct kms_config *c);
+/* Parse the file at path over the values in c. On error returns -EINVAL
+ * (or -ENOENT, -ENOMEM) and writes "path:line: sentence" to errbuf; c
+ * may then hold a mix of old and new values and should be freed. */
+int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t errlen);
+/* Same for text in memory; name stands in for the path in messages. */
+int kms_config_load_string(struct kms_config *c, const char *text, const char *name, char *errbuf,
+                           size_t errlen);
+void kms_config_free(struct kms_config *c);

@@ -1,0 +1,151 @@
+/* kmsd's core: the daemon state shared by the bus thread and the workers,
+ * the request that travels from one to the other, and the method table. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dbus/dbus.h>
+
+#include "config.h"
+#include "kms-backend.h"
+#include "kms-key.h"
+#include "kms-policy.h"
+#include "store.h"
+
+/* Caps on what callers can make kmsd hold (ssh-agent's AGENT_MAX_*). */
+#define KMS_MAX_CALLERS 4096u                        /* cached bus peers */
+#define KMS_MAX_PENDING_BYTES (256u * 1024u * 1024u) /* payload bytes queued for workers */
+#define KMS_MAX_OPTIONS 16u                          /* entries in one a{sv} */
+#define KMS_ERRMSG_MAX 512u
+
+struct kms_daemon;
+struct kms_worker;
+struct kms_method;
+
+/* One parsed, validated request: built on the bus thread, run and freed
+ * by a worker. Byte arrays point into msg, which the request holds a
+ * reference to, so they stay valid until the request is freed. */
+struct kms_request {
+        struct kms_request *next; /* queue link */
+        DBusMessage *msg;
+        const struct kms_method *method;
+        struct kms_caller caller;
+        size_t payload_bytes;
+
+        char name[KMS_MAX_KEY_NAME + 1];
+        enum kms_algorithm algorithm;
+        unsigned usages;
+        uid_t owner;
+        bool owner_set;
+        uint32_t version;
+        bool include_destroyed;
+        enum kms_hash hash;
+        bool hash_set;
+        enum kms_padding padding;
+        bool padding_set;
+        const uint8_t *data;
+        size_t data_len;
+        const uint8_t *sig;
+        size_t sig_len;
+};
+
+/* A worker answers with a reply, or with a negative errno and a message
+ * for the caller. */
+typedef int (*kms_method_run_t)(struct kms_worker *w, struct kms_request *req, DBusMessage **ret_reply,
+                                char *errmsg, size_t errlen);
+typedef int (*kms_method_parse_t)(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
+
+struct kms_method {
+        const char *member;
+        const char *signature;
+        kms_method_parse_t parse; /* bus thread: arguments → req, validated */
+        kms_method_run_t run;     /* worker: authorize, act, reply */
+};
+
+/* Per-worker context: one backend session and one store connection. */
+struct kms_worker {
+        struct kms_daemon *daemon;
+        struct kms_backend_worker *backend;
+        struct kms_store *store;
+        pthread_t thread;
+        unsigned index;
+};
+
+struct kms_pool {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct kms_request *head, *tail;
+        unsigned queued;
+        size_t queued_bytes;
+        bool stopping;
+        struct kms_worker *workers;
+        unsigned n_workers;
+};
+
+/* Use counters kept in memory and flushed to the store about once a
+ * second by whichever worker notices, and at shutdown. */
+struct kms_usage_entry {
+        int64_t key_id;
+        uint32_t version;
+        uint64_t count;
+};
+
+struct kms_usage_counter {
+        pthread_mutex_t lock;
+        struct kms_usage_entry *entries;
+        size_t n, cap;
+        uint64_t last_flush_ms;
+};
+
+struct kms_daemon {
+        struct kms_config cfg;
+        char *db_path;
+        struct kms_backend *backend;
+        DBusConnection *conn;
+        int wake_fd;
+        int signal_fd;
+        pthread_mutex_t watch_lock;
+        DBusWatch *watches[8];
+        unsigned n_watches;
+        struct kms_pool pool;
+        struct kms_usage_counter usage;
+        uint64_t started_ms;
+        atomic_bool stopping;
+        void *callers; /* bus thread only: struct kms_caller_cache */
+};
+
+/* methods.c */
+const struct kms_method *kms_method_find(const char *member);
+
+/* pool.c */
+int kms_pool_start(struct kms_daemon *d, unsigned n_workers);
+/* Queue req; -EBUSY when full, -ESHUTDOWN when stopping. On success the
+ * pool owns req. */
+int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pending);
+/* Finish every queued request, then stop and join the workers. */
+void kms_pool_stop(struct kms_pool *p);
+unsigned kms_pool_pending(struct kms_pool *p);
+void kms_request_free(struct kms_request *req);
+/* Send reply (or an error built from r and errmsg) for req. */
+void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessage *reply, int r, const char *errmsg);
+
+/* usage.c */
+void kms_usage_init(struct kms_usage_counter *u);
+void kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version);
+/* Write the counts to store if force or a second has passed. */
+void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store, bool force);
+void kms_usage_free(struct kms_usage_counter *u);
+
+/* caller.c: identity of a bus peer, from the bus daemon. */
+int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_caller *ret);
+void kms_caller_forget(struct kms_daemon *d, const char *unique_name);
+void kms_caller_cache_free(struct kms_daemon *d);
+
+/* bus.c */
+int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen);
+int kms_bus_run(struct kms_daemon *d);
+void kms_bus_close(struct kms_daemon *d);
+void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...);

@@ -1,0 +1,279 @@
+/* kmsd: command line, start-up and shutdown. The work happens in bus.c
+ * (bus thread), pool.c (workers) and methods.c (the handlers). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "daemon.h"
+#include "kms-log.h"
+#include "kms-pkcs11.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: kmsd [OPTIONS]\n"
+                "Key-management daemon: keys in a PKCS#11 token, operations over D-Bus.\n\n"
+                "  -c, --config FILE       configuration file (default " KMS_DEFAULT_CONFIG_FILE ")\n"
+                "      --bus BUS           system, session or a D-Bus address (overrides [daemon] bus)\n"
+                "      --bus-address ADDR  a D-Bus address (same as --bus ADDR)\n"
+                "      --log-level LEVEL   debug, info, notice, warning, err\n"
+                "      --log-target T      stderr or syslog\n"
+                "      --check-config      parse the configuration, print it and exit\n"
+                "  -h, --help              this text\n"
+                "      --version           print the version\n");
+}
+
+/* Lock down the process before any secret is in memory. */
+static void harden(void)
+{
+        struct rlimit rl = { 0, 0 };
+
+        (void)setrlimit(RLIMIT_CORE, &rl);
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        umask(0077);
+}
+
+static int make_state_dir(const char *dir)
+{
+        struct stat st;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        if (stat(dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        return 0;
+}
+
+/* Finish destructions that a crash or a token error interrupted: every
+ * object of a destroyed key is removed again (idempotent, by CKA_ID). */
+static void finish_destructions(struct kms_daemon *d)
+{
+        struct kms_backend_worker *bw = NULL;
+        struct kms_store *store = NULL;
+        struct kms_key_record *keys = NULL;
+        size_t n = 0;
+
+        if (kms_store_open(d->db_path, &store) < 0 || d->backend->ops->worker_open(d->backend, &bw) < 0)
+                goto out;
+        if (kms_store_key_list(store, true, &keys, &n) < 0)
+                goto out;
+        for (size_t i = 0; i < n; i++) {
+                struct kms_key_record *k = NULL;
+
+                if (keys[i].state != KMS_KEY_DESTROYED || kms_store_key_get(store, keys[i].name, true, &k) < 0)
+                        continue;
+                for (size_t j = 0; j < k->n_versions; j++) {
+                        int r = d->backend->ops->destroy(bw, k->versions[j].backend_id);
+                        if (r < 0)
+                                log_warning("destroyed key '%s' version %u: token objects still present: %s", k->name,
+                                            k->versions[j].version, strerror(-r));
+                }
+                kms_key_record_free(k);
+        }
+out:
+        kms_key_records_free(keys, n);
+        if (bw)
+                d->backend->ops->worker_close(bw);
+        kms_store_close(store);
+}
+
+static void print_config(const struct kms_config *c)
+{
+        printf("[daemon]\nbus = %s\nstate_dir = %s\nworkers = %u\nlog_level = %d\nlog_target = %s\n"
+               "[limits]\nmax_message_bytes = %llu\nmax_pending = %u\nmax_keys = %u\n"
+               "[pkcs11]\nmodule = %s\n%s = %s\npin_file = %s\n",
+               c->bus, c->state_dir, c->workers, c->log_level, c->log_target == KMS_LOG_SYSLOG ? "syslog" : "stderr",
+               (unsigned long long)c->max_message_bytes, c->max_pending, c->max_keys, c->pkcs11_module,
+               c->token_serial ? "token_serial" : "token_label", c->token_serial ? c->token_serial : c->token_label,
+               c->pin_file ? c->pin_file : "(systemd credential 'pin')");
+}
+
+int main(int argc, char **argv)
+{
+        enum { OPT_BUS = 256, OPT_BUS_ADDRESS, OPT_LOG_LEVEL, OPT_LOG_TARGET, OPT_CHECK, OPT_VERSION };
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "bus", required_argument, NULL, OPT_BUS },
+                { "bus-address", required_argument, NULL, OPT_BUS_ADDRESS },
+                { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+                { "log-target", required_argument, NULL, OPT_LOG_TARGET },
+                { "check-config", no_argument, NULL, OPT_CHECK },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, OPT_VERSION },
+                {},
+        };
+        static struct kms_daemon daemon_state;
+        struct kms_daemon *d = &daemon_state;
+        const char *config_file = KMS_DEFAULT_CONFIG_FILE, *bus = NULL, *log_target = NULL;
+        _cleanup_(freep) char *cred_pin = NULL;
+        int log_level = -1, c, r, ret = 1;
+        bool check_only = false;
+        char err[1024] = "";
+        sigset_t mask;
+
+        harden();
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c': config_file = optarg; break;
+                case OPT_BUS:
+                case OPT_BUS_ADDRESS: bus = optarg; break;
+                case OPT_LOG_LEVEL:
+                        log_level = kms_log_level_from_string(optarg);
+                        if (log_level < 0) {
+                                fprintf(stderr, "kmsd: unknown log level '%s'\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_LOG_TARGET:
+                        if (strcmp(optarg, "stderr") != 0 && strcmp(optarg, "syslog") != 0) {
+                                fprintf(stderr, "kmsd: log target '%s' is not stderr or syslog\n", optarg);
+                                return 2;
+                        }
+                        log_target = optarg;
+                        break;
+                case OPT_CHECK: check_only = true; break;
+                case 'h': usage(stdout); return 0;
+                case OPT_VERSION: printf("kmsd %s\n", KMS_VERSION); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "kmsd: unexpected argument '%s'\n", argv[optind]);
+                return 2;
+        }
+
+        if (kms_config_init(&d->cfg) < 0) {
+                fprintf(stderr, "kmsd: out of memory\n");
+                return 1;
+        }
+        r = kms_config_load(&d->cfg, config_file, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "kmsd: %s\n", err);
+                goto out;
+        }
+        if (bus) {
+                free(d->cfg.bus);
+                d->cfg.bus = strdup(bus);
+        }
+        if (log_level >= 0)
+                d->cfg.log_level = log_level;
+        if (log_target)
+                d->cfg.log_target = strcmp(log_target, "syslog") == 0 ? KMS_LOG_SYSLOG : KMS_LOG_STDERR;
+        if (!d->cfg.pin_file) {
+                const char *creds = secure_getenv("CREDENTIALS_DIRECTORY");
+                if (creds && asprintf(&cred_pin, "%s/pin", creds) > 0)
+                        d->cfg.pin_file = strdup(cred_pin);
+        }
+        if (check_only) {
+                print_config(&d->cfg);
+                ret = 0;
+                goto out;
+        }
+        kms_log_setup(d->cfg.log_target, d->cfg.log_level, "kmsd");
+        if (!d->cfg.pin_file) {
+                log_error("no pin_file in [pkcs11] and no systemd credential 'pin' ($CREDENTIALS_DIRECTORY)");
+                goto out;
+        }
+
+        /* Signals arrive through a signalfd on the bus thread; block them
+         * before any thread starts so no worker takes them. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        sigdelset(&mask, SIGPIPE);
+        d->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (d->signal_fd < 0 || d->wake_fd < 0) {
+                log_error("cannot create signalfd/eventfd: %s", strerror(errno));
+                goto out;
+        }
+        pthread_mutex_init(&d->watch_lock, NULL);
+        kms_usage_init(&d->usage);
+        d->started_ms = kms_now_mono_ms();
+        if (!dbus_threads_init_default()) {
+                log_error("cannot initialize libdbus threads");
+                goto out;
+        }
+
+        r = make_state_dir(d->cfg.state_dir);
+        if (r < 0) {
+                log_error("cannot use state_dir %s: %s", d->cfg.state_dir, strerror(-r));
+                goto out;
+        }
+        if (asprintf(&d->db_path, "%s/%s", d->cfg.state_dir, KMS_STORE_FILE) < 0) {
+                d->db_path = NULL;
+                goto out;
+        }
+        {
+                /* Create or migrate the schema once, before the workers. */
+                struct kms_store *s = NULL;
+                r = kms_store_open(d->db_path, &s);
+                if (r < 0) {
+                        log_error("cannot open the database %s: %s%s", d->db_path, strerror(-r),
+                                  r == -EPROTO ? " (it was written by a newer kmsd)" : "");
+                        goto out;
+                }
+                kms_store_close(s);
+        }
+
+        {
+                struct kms_pkcs11_config pc = {
+                        .module = d->cfg.pkcs11_module,
+                        .token_label = d->cfg.token_label,
+                        .token_serial = d->cfg.token_serial,
+                        .pin_file = d->cfg.pin_file,
+                };
+                r = kms_pkcs11_open(&pc, &d->backend, err, sizeof(err));
+                if (r < 0) {
+                        log_error("%s", err);
+                        goto out;
+                }
+        }
+        finish_destructions(d);
+
+        r = kms_pool_start(d, d->cfg.workers);
+        if (r < 0)
+                goto out;
+        r = kms_bus_open(d, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                kms_pool_stop(&d->pool);
+                goto out;
+        }
+        log_info("kmsd %s ready on the %s bus as %s (token '%s', %u workers)", KMS_VERSION, d->cfg.bus,
+                 "org.kmsd.KeyManager1", d->cfg.token_label ? d->cfg.token_label : d->cfg.token_serial,
+                 d->cfg.workers);
+
+        r = kms_bus_run(d);
+        atomic_store(&d->stopping, true);
+        /* Requests already queued are answered; new ones get ShuttingDown. */
+        kms_pool_stop(&d->pool);
+        kms_bus_close(d);
+        ret = r < 0 ? 1 : 0;
+        log_info("kmsd stopped");
+out:
+        if (d->backend)
+                d->backend->ops->free(d->backend);
+        kms_caller_cache_free(d);
+        kms_usage_free(&d->usage);
+        free(d->db_path);
+        kms_config_free(&d->cfg);
+        if (d->signal_fd > 0)
+                close(d->signal_fd);
+        if (d->wake_fd > 0)
+                close(d->wake_fd);
+        return ret;
+}

@@ -1,0 +1,838 @@
+/* The method table of org.kmsd.KeyManager1 and its handlers. Each method
+ * has a parse step (bus thread: arguments → struct kms_request, with the
+ * bad value quoted on error) and a run step (worker: load the key,
+ * authorize, act, reply). docs/dbus-api.md is the reference. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "kms-bus.h"
+#include "kms-error.h"
+#include "kms-log.h"
+
+static int fail(char *errmsg, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
+static int fail(char *errmsg, size_t errlen, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* ---- parsing (bus thread) ---------------------------------------------- */
+
+static int parse_name(DBusMessageIter *it, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        const char *name, *why = NULL;
+
+        dbus_message_iter_get_basic(it, &name);
+        dbus_message_iter_next(it);
+        if (kms_key_name_check(name, &why) < 0)
+                return fail(errmsg, errlen, -EINVAL, "invalid key name '%.140s': %s", name, why);
+        snprintf(req->name, sizeof(req->name), "%s", name);
+        return 0;
+}
+
+static int parse_bytes(DBusMessageIter *it, const uint8_t **ret, size_t *ret_len)
+{
+        DBusMessageIter sub;
+        int n = 0;
+
+        dbus_message_iter_recurse(it, &sub);
+        dbus_message_iter_get_fixed_array(&sub, ret, &n);
+        dbus_message_iter_next(it);
+        *ret_len = n > 0 ? (size_t)n : 0;
+        if (n == 0)
+                *ret = (const uint8_t *)"";
+        return 0;
+}
+
+/* Called for each option; -ENOENT means "not an option of this method". */
+typedef int (*option_fn)(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen);
+
+static int expect_type(DBusMessageIter *var, int type, const char *sig, const char *key, char *errmsg, size_t errlen)
+{
+        if (dbus_message_iter_get_arg_type(var) != type)
+                return fail(errmsg, errlen, -EINVAL, "option '%s' must be of type '%s'", key, sig);
+        return 0;
+}
+
+static int parse_options(DBusMessageIter *it, const char *member, option_fn fn, struct kms_request *req, char *errmsg,
+                         size_t errlen)
+{
+        DBusMessageIter dict;
+        unsigned n = 0;
+
+        dbus_message_iter_recurse(it, &dict);
+        dbus_message_iter_next(it);
+        while (dbus_message_iter_get_arg_type(&dict) == DBUS_TYPE_DICT_ENTRY) {
+                DBusMessageIter entry, var;
+                const char *key;
+                int r;
+
+                if (++n > KMS_MAX_OPTIONS)
+                        return fail(errmsg, errlen, -E2BIG, "more than %u options", KMS_MAX_OPTIONS);
+                dbus_message_iter_recurse(&dict, &entry);
+                dbus_message_iter_get_basic(&entry, &key);
+                dbus_message_iter_next(&entry);
+                dbus_message_iter_recurse(&entry, &var);
+                r = fn ? fn(req, key, &var, errmsg, errlen) : -ENOENT;
+                if (r == -ENOENT)
+                        return fail(errmsg, errlen, -EINVAL, "unknown option '%.64s' for %s", key, member);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_next(&dict);
+        }
+        return 0;
+}
+
+static int option_sign(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        const char *s;
+        int r;
+
+        if (strcmp(key, "hash") == 0) {
+                r = expect_type(var, DBUS_TYPE_STRING, "s", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &s);
+                req->hash = kms_hash_from_string(s);
+                if (req->hash == KMS_HASH_INVALID)
+                        return fail(errmsg, errlen, -EINVAL, "unknown hash '%.32s' (sha256, sha384, sha512)", s);
+                req->hash_set = true;
+                return 0;
+        }
+        if (strcmp(key, "padding") == 0) {
+                r = expect_type(var, DBUS_TYPE_STRING, "s", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &s);
+                req->padding = kms_padding_from_string(s);
+                if (req->padding != KMS_PAD_PKCS1 && req->padding != KMS_PAD_PSS)
+                        return fail(errmsg, errlen, -EINVAL, "unknown padding '%.32s' (pkcs1, pss)", s);
+                req->padding_set = true;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int option_verify(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        int r;
+
+        if (strcmp(key, "version") == 0) {
+                dbus_uint32_t v;
+
+                r = expect_type(var, DBUS_TYPE_UINT32, "u", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &v);
+                req->version = v;
+                return 0;
+        }
+        return option_sign(req, key, var, errmsg, errlen);
+}
+
+static int option_create(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        int r;
+
+        if (strcmp(key, "usages") == 0) {
+                DBusMessageIter arr;
+
+                if (dbus_message_iter_get_arg_type(var) != DBUS_TYPE_ARRAY ||
+                    dbus_message_iter_get_element_type(var) != DBUS_TYPE_STRING)
+                        return fail(errmsg, errlen, -EINVAL, "option 'usages' must be of type 'as'");
+                req->usages = 0;
+                dbus_message_iter_recurse(var, &arr);
+                while (dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_STRING) {
+                        const char *s;
+                        enum kms_usage u;
+
+                        dbus_message_iter_get_basic(&arr, &s);
+                        u = kms_usage_from_string(s);
+                        if (!u)
+                                return fail(errmsg, errlen, -EINVAL, "unknown usage '%.32s' (sign, derive, decrypt)", s);
+                        req->usages |= u;
+                        dbus_message_iter_next(&arr);
+                }
+                if (!req->usages)
+                        return fail(errmsg, errlen, -EINVAL, "option 'usages' is empty");
+                return 0;
+        }
+        if (strcmp(key, "owner") == 0) {
+                dbus_uint32_t v;
+
+                r = expect_type(var, DBUS_TYPE_UINT32, "u", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &v);
+                if (v == (dbus_uint32_t)-1)
+                        return fail(errmsg, errlen, -EINVAL, "owner %u is not a valid uid", (unsigned)v);
+                req->owner = (uid_t)v;
+                req->owner_set = true;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int option_list(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        dbus_bool_t b;
+        int r;
+
+        if (strcmp(key, "all") == 0) {
+                r = expect_type(var, DBUS_TYPE_BOOLEAN, "b", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &b);
+                req->include_destroyed = b;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int check_data_size(struct kms_daemon *d, size_t n, const char *what, char *errmsg, size_t errlen)
+{
+        if (n > d->cfg.max_message_bytes)
+                return fail(errmsg, errlen, -EMSGSIZE,
+                            "%s is %zu bytes, more than the limit of %llu (max_message_bytes); sign a digest "
+                            "instead (SignDigest, kmsctl sign --prehash)",
+                            what, n, (unsigned long long)d->cfg.max_message_bytes);
+        return 0;
+}
+
+static int parse_create(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        const char *alg;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        dbus_message_iter_get_basic(&it, &alg);
+        dbus_message_iter_next(&it);
+        req->algorithm = kms_algorithm_from_string(alg);
+        if (req->algorithm == KMS_ALG_INVALID)
+                return fail(errmsg, errlen, -EINVAL, "unknown algorithm '%.32s' (%s)", alg, kms_algorithm_list());
+        req->usages = KMS_USAGE_SIGN;
+        r = parse_options(&it, "CreateKey", option_create, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (req->usages & ~kms_algorithm_usages(req->algorithm)) {
+                unsigned bad = req->usages & ~kms_algorithm_usages(req->algorithm);
+                return fail(errmsg, errlen, -EINVAL, "usage '%s' is not possible with %s keys",
+                            kms_usage_to_string(bad & KMS_USAGE_SIGN     ? KMS_USAGE_SIGN
+                                                : bad & KMS_USAGE_DERIVE ? KMS_USAGE_DERIVE
+                                                                         : KMS_USAGE_DECRYPT),
+                            alg);
+        }
+        return 0;
+}
+
+static int parse_list(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return parse_options(&it, "ListKeys", option_list, req, errmsg, errlen);
+}
+
+static int parse_name_only(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return parse_name(&it, req, errmsg, errlen);
+}
+
+static int parse_public(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        dbus_uint32_t v;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        dbus_message_iter_get_basic(&it, &v);
+        req->version = v;
+        return 0;
+}
+
+static int parse_sign(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->data, &req->data_len);
+        req->payload_bytes = req->data_len;
+        r = check_data_size(d, req->data_len, "the data", errmsg, errlen);
+        if (r < 0)
+                return r;
+        return parse_options(&it, dbus_message_get_member(req->msg), option_sign, req, errmsg, errlen);
+}
+
+static int parse_sign_digest(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        int r = parse_sign(d, req, errmsg, errlen);
+
+        if (r < 0)
+                return r;
+        /* The length check against the hash needs the key's default hash
+         * when none is given, so it runs in the worker; this bound keeps
+         * obviously wrong input off the queue. */
+        if (req->data_len > 64)
+                return fail(errmsg, errlen, -EINVAL, "a digest of %zu bytes is longer than any supported hash",
+                            req->data_len);
+        return 0;
+}
+
+static int parse_verify(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->data, &req->data_len);
+        parse_bytes(&it, &req->sig, &req->sig_len);
+        req->payload_bytes = req->data_len + req->sig_len;
+        r = check_data_size(d, req->data_len, "the data", errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (req->sig_len > KMS_MAX_SIGNATURE_BYTES)
+                return fail(errmsg, errlen, -EINVAL, "a signature of %zu bytes is longer than any kmsd key makes",
+                            req->sig_len);
+        return parse_options(&it, "Verify", option_verify, req, errmsg, errlen);
+}
+
+static int parse_destroy(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        return parse_options(&it, "DestroyKey", NULL, req, errmsg, errlen);
+}
+
+static int parse_none(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        return 0;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static bool dict_add(DBusMessageIter *dict, const char *key, int type, const char *sig, const void *value)
+{
+        DBusMessageIter entry, var;
+
+        return dbus_message_iter_open_container(dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
+               dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) &&
+               dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, sig, &var) &&
+               dbus_message_iter_append_basic(&var, type, value) && dbus_message_iter_close_container(&entry, &var) &&
+               dbus_message_iter_close_container(dict, &entry);
+}
+
+static bool dict_add_str(DBusMessageIter *dict, const char *key, const char *v)
+{
+        return dict_add(dict, key, DBUS_TYPE_STRING, "s", &v);
+}
+
+static bool dict_add_u32(DBusMessageIter *dict, const char *key, uint32_t v)
+{
+        dbus_uint32_t x = v;
+        return dict_add(dict, key, DBUS_TYPE_UINT32, "u", &x);
+}
+
+static bool dict_add_u64(DBusMessageIter *dict, const char *key, uint64_t v)
+{
+        dbus_uint64_t x = v;
+        return dict_add(dict, key, DBUS_TYPE_UINT64, "t", &x);
+}
+
+static bool dict_add_i64(DBusMessageIter *dict, const char *key, int64_t v)
+{
+        dbus_int64_t x = v;
+        return dict_add(dict, key, DBUS_TYPE_INT64, "x", &x);
+}
+
+static bool dict_add_usages(DBusMessageIter *dict, unsigned usages)
+{
+        DBusMessageIter entry, var, arr;
+        const char *key = "usages";
+        bool ok;
+
+        ok = dbus_message_iter_open_container(dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
+             dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) &&
+             dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, "as", &var) &&
+             dbus_message_iter_open_container(&var, DBUS_TYPE_ARRAY, "s", &arr);
+        for (unsigned u = KMS_USAGE_SIGN; ok && u <= KMS_USAGE_DECRYPT; u <<= 1)
+                if (usages & u) {
+                        const char *s = kms_usage_to_string(u);
+                        ok = dbus_message_iter_append_basic(&arr, DBUS_TYPE_STRING, &s);
+                }
+        return ok && dbus_message_iter_close_container(&var, &arr) && dbus_message_iter_close_container(&entry, &var) &&
+               dbus_message_iter_close_container(dict, &entry);
+}
+
+static bool append_version(DBusMessageIter *arr, const struct kms_key_version_record *v)
+{
+        DBusMessageIter dict;
+        _cleanup_(freep) char *id = kms_hex_encode(v->backend_id, KMS_KEY_ID_BYTES);
+        _cleanup_(freep) char *fp = kms_spki_fingerprint(v->spki, v->spki_len);
+
+        return id && fp && dbus_message_iter_open_container(arr, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+               dict_add_u32(&dict, "version", v->version) &&
+               dict_add_str(&dict, "state", kms_key_state_to_string(v->state)) &&
+               dict_add_i64(&dict, "created", v->created) && dict_add_str(&dict, "backend_id", id) &&
+               dict_add_str(&dict, "fingerprint", fp) && dict_add_u64(&dict, "uses", v->uses) &&
+               dbus_message_iter_close_container(arr, &dict);
+}
+
+/* Append the key dictionary (a{sv}) of docs/dbus-api.md. */
+static bool append_key(DBusMessageIter *it, const struct kms_key_record *k, bool with_versions)
+{
+        DBusMessageIter dict;
+        bool ok;
+
+        ok = dbus_message_iter_open_container(it, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+             dict_add_str(&dict, "name", k->name) &&
+             dict_add_str(&dict, "algorithm", kms_algorithm_to_string(k->algorithm)) &&
+             dict_add_str(&dict, "backend", k->backend) && dict_add_str(&dict, "state", kms_key_state_to_string(k->state)) &&
+             dict_add_u32(&dict, "owner", k->owner) && dict_add_usages(&dict, k->usages) &&
+             dict_add_i64(&dict, "created", k->created) && dict_add_u32(&dict, "primary_version", k->primary_version) &&
+             dict_add_u32(&dict, "version_count", k->version_count);
+        if (ok && with_versions) {
+                DBusMessageIter entry, var, arr;
+                const char *key = "versions";
+
+                ok = dbus_message_iter_open_container(&dict, DBUS_TYPE_DICT_ENTRY, NULL, &entry) &&
+                     dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) &&
+                     dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, "aa{sv}", &var) &&
+                     dbus_message_iter_open_container(&var, DBUS_TYPE_ARRAY, "a{sv}", &arr);
+                for (size_t i = 0; ok && i < k->n_versions; i++)
+                        ok = append_version(&arr, &k->versions[i]);
+                ok = ok && dbus_message_iter_close_container(&var, &arr) &&
+                     dbus_message_iter_close_container(&entry, &var) && dbus_message_iter_close_container(&dict, &entry);
+        }
+        return ok && dbus_message_iter_close_container(it, &dict);
+}
+
+static bool append_bytes(DBusMessageIter *it, const uint8_t *data, size_t len)
+{
+        DBusMessageIter sub;
+
+        return dbus_message_iter_open_container(it, DBUS_TYPE_ARRAY, "y", &sub) &&
+               dbus_message_iter_append_fixed_array(&sub, DBUS_TYPE_BYTE, &data, (int)len) &&
+               dbus_message_iter_close_container(it, &sub);
+}
+
+static int new_reply(struct kms_request *req, DBusMessage **ret, DBusMessageIter *it)
+{
+        DBusMessage *m = dbus_message_new_method_return(req->msg);
+
+        if (!m)
+                return -ENOMEM;
+        dbus_message_iter_init_append(m, it);
+        *ret = m;
+        return 0;
+}
+
+/* ---- running (worker) --------------------------------------------------- */
+
+static int store_fail(int r, const struct kms_request *req, char *errmsg, size_t errlen)
+{
+        if (r == -ENOENT)
+                return fail(errmsg, errlen, r, "no key named '%s'", req->name);
+        return fail(errmsg, errlen, r, "the metadata store failed: %s", strerror(-r));
+}
+
+static int authorize(const struct kms_request *req, enum kms_operation op, uid_t owner, char *errmsg, size_t errlen)
+{
+        const char *why = NULL;
+
+        if (kms_policy_check(&req->caller, op, owner, &why) < 0)
+                return fail(errmsg, errlen, -EACCES, "uid %u may not %s key '%s': %s", (unsigned)req->caller.uid,
+                            kms_operation_to_string(op), req->name, why);
+        return 0;
+}
+
+static int check_usable(const struct kms_key_record *k, char *errmsg, size_t errlen)
+{
+        if (k->state == KMS_KEY_DESTROYED)
+                return fail(errmsg, errlen, KMS_E_DESTROYED, "key '%s' was destroyed", k->name);
+        return 0;
+}
+
+static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        const struct kms_backend_ops *ops = d->backend->ops;
+        struct kms_key_record key = { 0 }, *stored = NULL;
+        struct kms_key_version_record v1 = { .version = 1 };
+        char label[KMS_MAX_KEY_NAME + 32];
+        DBusMessageIter it;
+        size_t count;
+        int r;
+
+        key.owner = req->owner_set ? req->owner : req->caller.uid;
+        r = authorize(req, KMS_OP_CREATE, key.owner, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_store_key_count(w->store, true, &count);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        if (count >= d->cfg.max_keys)
+                return fail(errmsg, errlen, -EDQUOT, "kmsd holds %zu keys, the limit (max_keys)", count);
+        r = kms_store_key_get(w->store, req->name, false, &stored);
+        if (r >= 0) {
+                bool gone = stored->state == KMS_KEY_DESTROYED;
+                kms_key_record_free(stored);
+                return fail(errmsg, errlen, -EEXIST,
+                            gone ? "the name '%s' belonged to a destroyed key and cannot be reused"
+                                 : "a key named '%s' already exists",
+                            req->name);
+        }
+        if (r != -ENOENT)
+                return store_fail(r, req, errmsg, errlen);
+
+        /* The token first, the metadata second: a crash in between leaves
+         * an orphan object, never metadata without a key. */
+        snprintf(label, sizeof(label), "kmsd:%s#%u", req->name, v1.version);
+        r = ops->generate(w->backend, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
+        if (r < 0)
+                return fail(errmsg, errlen, r, "the token could not generate the %s key: %s",
+                            kms_algorithm_to_string(req->algorithm), strerror(-r));
+
+        snprintf(key.name, sizeof(key.name), "%s", req->name);
+        key.algorithm = req->algorithm;
+        snprintf(key.backend, sizeof(key.backend), "%s", ops->name);
+        key.usages = req->usages;
+        key.created = v1.created = kms_now_unix();
+        key.state = KMS_KEY_ACTIVE;
+        r = kms_store_key_insert(w->store, &key, &v1);
+        if (r < 0) {
+                int r2 = ops->destroy(w->backend, v1.backend_id);
+                if (r2 < 0)
+                        log_error("key '%s': could not remove the new token object after a failed create: %s",
+                                  req->name, strerror(-r2));
+                kms_key_version_record_clear(&v1);
+                if (r == -EEXIST)
+                        return fail(errmsg, errlen, r, "a key named '%s' already exists", req->name);
+                return store_fail(r, req, errmsg, errlen);
+        }
+        kms_key_version_record_clear(&v1);
+        log_info("created key '%s' (%s) for uid %u", req->name, kms_algorithm_to_string(req->algorithm),
+                 (unsigned)key.owner);
+        kms_bus_emit(d, KMS_SIGNAL_KEY_CREATED, DBUS_TYPE_STRING, &(const char *){ req->name }, DBUS_TYPE_UINT32,
+                     &(dbus_uint32_t){ 1 }, DBUS_TYPE_INVALID);
+
+        r = kms_store_key_get(w->store, req->name, true, &stored);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !append_key(&it, stored, true))
+                r = -ENOMEM;
+        kms_key_record_free(stored);
+        return r;
+}
+
+static int run_list(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *keys = NULL;
+        DBusMessageIter it, arr;
+        size_t n = 0;
+        int r;
+
+        r = authorize(req, KMS_OP_READ, (uid_t)-1, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_store_key_list(w->store, req->include_destroyed, &keys, &n);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (!append_key(&arr, &keys[i], false))
+                        r = -ENOMEM;
+        if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
+                r = -ENOMEM;
+        kms_key_records_free(keys, n);
+        return r;
+}
+
+static int run_describe(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = kms_store_key_get(w->store, req->name, true, &k);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = authorize(req, KMS_OP_READ, k->owner, errmsg, errlen);
+        if (r >= 0)
+                r = new_reply(req, ret, &it);
+        if (r >= 0 && !append_key(&it, k, true))
+                r = -ENOMEM;
+        kms_key_record_free(k);
+        return r;
+}
+
+/* Load key and version (0: primary) with the messages a caller needs. */
+static int load_version(struct kms_worker *w, const struct kms_request *req, uint32_t version, bool want_spki,
+                        struct kms_key_record *ret_key, struct kms_key_version_record *ret_v, char *errmsg,
+                        size_t errlen)
+{
+        int r = kms_store_key_get_version(w->store, req->name, version, want_spki, ret_key, ret_v);
+
+        if (r == -ENOENT && version != 0) {
+                struct kms_key_record *k = NULL;
+
+                if (kms_store_key_get(w->store, req->name, false, &k) >= 0) {
+                        r = fail(errmsg, errlen, -ENOENT, "key '%s' has no version %u (it has %u)", req->name,
+                                 version, k->version_count);
+                        kms_key_record_free(k);
+                        return r;
+                }
+        }
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        return 0;
+}
+
+static int run_public(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        int r;
+
+        r = load_version(w, req, req->version, true, &k, &v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = authorize(req, KMS_OP_READ, k.owner, errmsg, errlen);
+        if (r >= 0)
+                r = check_usable(&k, errmsg, errlen);
+        if (r >= 0)
+                r = new_reply(req, ret, &it);
+        used = v.version;
+        if (r >= 0 && !(append_bytes(&it, v.spki, v.spki_len) &&
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                r = -ENOMEM;
+        kms_key_version_record_clear(&v);
+        return r;
+}
+
+/* Resolve hash and padding for key k from the request's options. */
+static int resolve_scheme(const struct kms_request *req, const struct kms_key_record *k, enum kms_hash *ret_hash,
+                          enum kms_padding *ret_pad, char *errmsg, size_t errlen)
+{
+        *ret_hash = req->hash_set ? req->hash : kms_algorithm_default_hash(k->algorithm);
+        if (kms_algorithm_is_ec(k->algorithm)) {
+                if (req->padding_set)
+                        return fail(errmsg, errlen, -EINVAL, "padding '%s' applies to RSA keys; '%s' is %s",
+                                    kms_padding_to_string(req->padding), k->name, kms_algorithm_to_string(k->algorithm));
+                *ret_pad = KMS_PAD_NONE;
+        } else
+                *ret_pad = req->padding_set ? req->padding : KMS_PAD_PKCS1;
+        return 0;
+}
+
+static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        bool prehashed = strcmp(req->method->member, "SignDigest") == 0;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        enum kms_hash h;
+        enum kms_padding pad;
+        uint8_t digest[64], sig[KMS_MAX_SIGNATURE_BYTES];
+        size_t sig_len = 0;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        int r;
+
+        r = load_version(w, req, 0, false, &k, &v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = authorize(req, KMS_OP_SIGN, k.owner, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = check_usable(&k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (!(k.usages & KMS_USAGE_SIGN))
+                return fail(errmsg, errlen, -EINVAL, "key '%s' does not have the sign usage", req->name);
+        r = resolve_scheme(req, &k, &h, &pad, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (prehashed) {
+                if (req->data_len != kms_hash_length(h))
+                        return fail(errmsg, errlen, -EINVAL, "a %s digest is %zu bytes, not %zu", kms_hash_to_string(h),
+                                    kms_hash_length(h), req->data_len);
+                memcpy(digest, req->data, req->data_len);
+        } else if (kms_hash_compute(h, req->data, req->data_len, digest) < 0)
+                return fail(errmsg, errlen, -ENOMEM, "cannot hash the data");
+
+        r = d->backend->ops->sign(w->backend, v.backend_id, k.algorithm, h, pad, digest, kms_hash_length(h), sig,
+                                  &sig_len);
+        if (r < 0)
+                return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
+                            "the token could not sign with key '%s' version %u: %s", req->name, v.version,
+                            r == -ENOENT ? "its private key is missing from the token" : strerror(-r));
+        kms_usage_add(&d->usage, k.id, v.version);
+
+        used = v.version;
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !(append_bytes(&it, sig, sig_len) &&
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                r = -ENOMEM;
+        return r;
+}
+
+static int run_verify(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        enum kms_hash h;
+        enum kms_padding pad;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        dbus_bool_t valid;
+        int r;
+
+        r = load_version(w, req, req->version, true, &k, &v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = authorize(req, KMS_OP_VERIFY, k.owner, errmsg, errlen);
+        if (r >= 0)
+                r = check_usable(&k, errmsg, errlen);
+        if (r >= 0)
+                r = resolve_scheme(req, &k, &h, &pad, errmsg, errlen);
+        if (r >= 0) {
+                r = kms_signature_verify(v.spki, v.spki_len, k.algorithm, h, pad, req->data, req->data_len, req->sig,
+                                         req->sig_len);
+                if (r < 0)
+                        fail(errmsg, errlen, r, "cannot verify with key '%s' version %u", req->name, v.version);
+        }
+        if (r >= 0) {
+                valid = r == 1;
+                used = v.version;
+                r = new_reply(req, ret, &it);
+                if (r >= 0 && !(dbus_message_iter_append_basic(&it, DBUS_TYPE_BOOLEAN, &valid) &&
+                                dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                        r = -ENOMEM;
+        }
+        kms_key_version_record_clear(&v);
+        return r;
+}
+
+static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r, failed = 0;
+
+        r = kms_store_key_get(w->store, req->name, true, &k);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = authorize(req, KMS_OP_DESTROY, k->owner, errmsg, errlen);
+        if (r >= 0)
+                r = check_usable(k, errmsg, errlen);
+        /* Metadata first: from here on nothing will use the key, even if
+         * kmsd dies before the token objects are gone. */
+        if (r >= 0) {
+                r = kms_store_key_set_state(w->store, req->name, KMS_KEY_DESTROYED);
+                if (r < 0)
+                        store_fail(r, req, errmsg, errlen);
+        }
+        if (r < 0) {
+                kms_key_record_free(k);
+                return r;
+        }
+        for (size_t i = 0; i < k->n_versions; i++) {
+                int r2 = d->backend->ops->destroy(w->backend, k->versions[i].backend_id);
+                if (r2 < 0) {
+                        log_error("key '%s' version %u: token objects not destroyed (%s); kmsd retries at start-up",
+                                  req->name, k->versions[i].version, strerror(-r2));
+                        failed = r2;
+                }
+        }
+        kms_key_record_free(k);
+        log_info("destroyed key '%s' at the request of uid %u", req->name, (unsigned)req->caller.uid);
+        kms_bus_emit(d, KMS_SIGNAL_KEY_DESTROYED, DBUS_TYPE_STRING, &(const char *){ req->name }, DBUS_TYPE_INVALID);
+        if (failed < 0)
+                return fail(errmsg, errlen, failed,
+                            "key '%s' is destroyed and unusable, but the token refused to delete some objects (%s); "
+                            "kmsd retries at its next start",
+                            req->name, strerror(-failed));
+        return new_reply(req, ret, &it);
+}
+
+static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        struct kms_backend_info info = { 0 };
+        DBusMessageIter it, dict;
+        size_t count = 0;
+        int r;
+
+        r = kms_store_key_count(w->store, false, &count);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        (void)d->backend->ops->info(d->backend, &info);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 &&
+            !(dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+              dict_add_str(&dict, "version", KMS_VERSION) && dict_add_str(&dict, "backend", d->backend->ops->name) &&
+              dict_add_str(&dict, "token_label", info.label) && dict_add_str(&dict, "token_serial", info.serial) &&
+              dict_add_str(&dict, "token_manufacturer", info.manufacturer) &&
+              dict_add_str(&dict, "token_model", info.model) && dict_add_u32(&dict, "keys", (uint32_t)count) &&
+              dict_add_u64(&dict, "uptime", (kms_now_mono_ms() - d->started_ms) / 1000u) &&
+              dict_add_u32(&dict, "workers", d->pool.n_workers) &&
+              dict_add_u32(&dict, "max_message_bytes", (uint32_t)d->cfg.max_message_bytes) &&
+              dict_add_u32(&dict, "pending", kms_pool_pending(&d->pool)) &&
+              dbus_message_iter_close_container(&it, &dict)))
+                r = -ENOMEM;
+        return r;
+}
+
+static const struct kms_method methods[] = {
+        { "CreateKey", "ssa{sv}", parse_create, run_create },
+        { "ListKeys", "a{sv}", parse_list, run_list },
+        { "DescribeKey", "s", parse_name_only, run_describe },
+        { "GetPublicKey", "su", parse_public, run_public },
+        { "Sign", "saya{sv}", parse_sign, run_sign },
+        { "SignDigest", "saya{sv}", parse_sign_digest, run_sign },
+        { "Verify", "sayaya{sv}", parse_verify, run_verify },
+        { "DestroyKey", "sa{sv}", parse_destroy, run_destroy },
+        { "GetStatus", "", parse_none, run_status },
+};
+
+const struct kms_method *kms_method_find(const char *member)
+{
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (strcmp(methods[i].member, member) == 0)
+                        return &methods[i];
+        return NULL;
+}

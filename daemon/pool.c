@@ -1,0 +1,208 @@
+/* The worker pool: the bus thread queues validated requests; each worker
+ * owns one backend session and one store connection, runs requests and
+ * sends the replies itself, so a slow token call never stalls the bus. */
+#include <string.h>
+
+#include "daemon.h"
+#include "kms-bus.h"
+#include "kms-error.h"
+#include "kms-log.h"
+
+void kms_request_free(struct kms_request *req)
+{
+        if (!req)
+                return;
+        if (req->msg)
+                dbus_message_unref(req->msg);
+        free(req);
+}
+
+void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessage *reply, int r, const char *errmsg)
+{
+        if (dbus_message_get_no_reply(req->msg)) {
+                if (reply)
+                        dbus_message_unref(reply);
+                return;
+        }
+        if (!reply) {
+                const char *name = kms_error_to_bus_name(r < 0 ? r : -EIO);
+                reply = dbus_message_new_error(req->msg, name, errmsg && *errmsg ? errmsg : "request failed");
+                if (!reply) {
+                        log_error("out of memory building an error reply");
+                        return;
+                }
+        }
+        /* Thread-safe in libdbus once dbus_threads_init_default() ran; the
+         * wakeup function tells the bus thread if the write must wait. */
+        if (!dbus_connection_send(d->conn, reply, NULL))
+                log_error("out of memory queueing a reply");
+        dbus_message_unref(reply);
+}
+
+static void run_request(struct kms_worker *w, struct kms_request *req)
+{
+        DBusMessage *reply = NULL;
+        char errmsg[KMS_ERRMSG_MAX] = "";
+        int r;
+
+        r = req->method->run(w, req, &reply, errmsg, sizeof(errmsg));
+        if (r < 0) {
+                if (reply) {
+                        dbus_message_unref(reply);
+                        reply = NULL;
+                }
+                /* One line per failed request, at the boundary. */
+                if (r == -EACCES || r == -EPERM)
+                        log_notice("denied %s from uid %u pid %d on '%s': %s", req->method->member,
+                                   (unsigned)req->caller.uid, (int)req->caller.pid, req->name, errmsg);
+                else
+                        log_info("%s from uid %u pid %d on '%s' failed: %s", req->method->member,
+                                 (unsigned)req->caller.uid, (int)req->caller.pid, req->name, errmsg);
+        } else
+                log_debug("%s from uid %u pid %d on '%s' ok", req->method->member, (unsigned)req->caller.uid,
+                          (int)req->caller.pid, req->name);
+        kms_request_reply(w->daemon, req, reply, r, errmsg);
+}
+
+static void *worker_main(void *arg)
+{
+        struct kms_worker *w = arg;
+        struct kms_pool *p = &w->daemon->pool;
+
+        for (;;) {
+                struct kms_request *req;
+
+                pthread_mutex_lock(&p->lock);
+                while (!p->head && !p->stopping)
+                        pthread_cond_wait(&p->cond, &p->lock);
+                req = p->head;
+                if (!req) {
+                        /* stopping and drained */
+                        pthread_mutex_unlock(&p->lock);
+                        break;
+                }
+                p->head = req->next;
+                if (!p->head)
+                        p->tail = NULL;
+                p->queued--;
+                p->queued_bytes -= req->payload_bytes;
+                pthread_mutex_unlock(&p->lock);
+
+                run_request(w, req);
+                kms_request_free(req);
+                kms_usage_maybe_flush(&w->daemon->usage, w->store, false);
+        }
+        return NULL;
+}
+
+int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
+{
+        struct kms_pool *p = &d->pool;
+        int r;
+
+        memset(p, 0, sizeof(*p));
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        p->workers = calloc(n_workers, sizeof(*p->workers));
+        if (!p->workers)
+                return -ENOMEM;
+        /* Open every session and connection first, so a failure leaves no
+         * thread running. */
+        for (unsigned i = 0; i < n_workers; i++) {
+                struct kms_worker *w = &p->workers[i];
+
+                w->daemon = d;
+                w->index = i;
+                r = d->backend->ops->worker_open(d->backend, &w->backend);
+                if (r < 0) {
+                        log_error("cannot open a token session for worker %u: %s", i, strerror(-r));
+                        goto fail;
+                }
+                r = kms_store_open(d->db_path, &w->store);
+                if (r < 0) {
+                        log_error("cannot open the database %s for worker %u: %s", d->db_path, i, strerror(-r));
+                        goto fail;
+                }
+                p->n_workers++;
+        }
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                r = -pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
+                if (r < 0) {
+                        log_error("cannot start worker %u: %s", i, strerror(-r));
+                        /* Stop the ones that run; close the rest below. */
+                        p->n_workers = i;
+                        kms_pool_stop(p);
+                        return r;
+                }
+        }
+        return 0;
+fail:
+        for (unsigned i = 0; i < n_workers; i++) {
+                if (p->workers[i].backend)
+                        d->backend->ops->worker_close(p->workers[i].backend);
+                kms_store_close(p->workers[i].store);
+        }
+        free(p->workers);
+        p->workers = NULL;
+        p->n_workers = 0;
+        return r;
+}
+
+int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pending)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&p->lock);
+        if (p->stopping)
+                r = -ESHUTDOWN;
+        else if (p->queued >= max_pending || p->queued_bytes > KMS_MAX_PENDING_BYTES - req->payload_bytes)
+                r = -EBUSY;
+        else {
+                req->next = NULL;
+                if (p->tail)
+                        p->tail->next = req;
+                else
+                        p->head = req;
+                p->tail = req;
+                p->queued++;
+                p->queued_bytes += req->payload_bytes;
+                pthread_cond_signal(&p->cond);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+unsigned kms_pool_pending(struct kms_pool *p)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&p->lock);
+        n = p->queued;
+        pthread_mutex_unlock(&p->lock);
+        return n;
+}
+
+void kms_pool_stop(struct kms_pool *p)
+{
+        struct kms_daemon *d;
+
+        if (!p->workers)
+                return;
+        d = p->workers[0].daemon;
+        pthread_mutex_lock(&p->lock);
+        p->stopping = true;
+        pthread_cond_broadcast(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+        for (unsigned i = 0; i < p->n_workers; i++)
+                pthread_join(p->workers[i].thread, NULL);
+        /* Last use counts go to the store before the connections close. */
+        if (p->n_workers > 0)
+                kms_usage_maybe_flush(&d->usage, p->workers[0].store, true);
+        for (unsigned i = 0; i < p->n_workers; i++) {
+                d->backend->ops->worker_close(p->workers[i].backend);
+                kms_store_close(p->workers[i].store);
+        }
+        free(p->workers);
+        p->workers = NULL;
+        p->n_workers = 0;
+}

@@ -1,0 +1,555 @@
+/* The SQLite metadata store; see store.h. */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "kms-error.h"
+#include "kms-log.h"
+#include "kms-util.h"
+
+enum stmt_id {
+        STMT_KEY_GET,
+        STMT_KEY_GET_VERSION,
+        STMT_VERSIONS_OF,
+        STMT_KEY_INSERT,
+        STMT_VERSION_INSERT,
+        STMT_KEY_LIST,
+        STMT_KEY_COUNT,
+        STMT_KEY_SET_STATE,
+        STMT_VERSIONS_SET_STATE,
+        STMT_VERSION_ADD_USES,
+        _STMT_MAX,
+};
+
+#define KEY_COLUMNS                                                                                          \
+        "k.id, k.name, k.algorithm, k.backend, k.usages, k.owner, k.created, k.state, k.primary_version, "   \
+        "(SELECT COUNT(*) FROM key_versions v2 WHERE v2.key_id = k.id)"
+#define VERSION_COLUMNS "v.version, v.state, v.created, v.backend_id, v.spki, v.uses"
+
+static const char *const stmt_sql[_STMT_MAX] = {
+        [STMT_KEY_GET] = "SELECT " KEY_COLUMNS " FROM keys k WHERE k.name = ?1",
+        [STMT_KEY_GET_VERSION] = "SELECT " KEY_COLUMNS ", " VERSION_COLUMNS
+                                 " FROM keys k JOIN key_versions v ON v.key_id = k.id"
+                                 " WHERE k.name = ?1 AND v.version = CASE ?2 WHEN 0 THEN k.primary_version ELSE ?2 END",
+        [STMT_VERSIONS_OF] = "SELECT " VERSION_COLUMNS " FROM key_versions v WHERE v.key_id = ?1 ORDER BY v.version",
+        [STMT_KEY_INSERT] = "INSERT INTO keys (name, algorithm, backend, usages, owner, created, state, primary_version)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [STMT_VERSION_INSERT] = "INSERT INTO key_versions (key_id, version, state, created, backend_id, spki, uses)"
+                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [STMT_KEY_LIST] = "SELECT " KEY_COLUMNS " FROM keys k WHERE ?1 OR k.state != 'destroyed' ORDER BY k.name",
+        [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE ?1 OR k.state != 'destroyed'",
+        [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1",
+        [STMT_VERSIONS_SET_STATE] = "UPDATE key_versions SET state = ?2 WHERE key_id = (SELECT id FROM keys WHERE name = ?1)",
+        [STMT_VERSION_ADD_USES] = "UPDATE key_versions SET uses = uses + ?3 WHERE key_id = ?1 AND version = ?2",
+};
+
+static const char schema_v1[] =
+        "CREATE TABLE keys ("
+        " id INTEGER PRIMARY KEY,"
+        " name TEXT NOT NULL UNIQUE,"
+        " algorithm TEXT NOT NULL,"
+        " backend TEXT NOT NULL,"
+        " usages INTEGER NOT NULL,"
+        " owner INTEGER NOT NULL,"
+        " created INTEGER NOT NULL,"
+        " state TEXT NOT NULL,"
+        " primary_version INTEGER NOT NULL);"
+        "CREATE TABLE key_versions ("
+        " key_id INTEGER NOT NULL REFERENCES keys(id),"
+        " version INTEGER NOT NULL,"
+        " state TEXT NOT NULL,"
+        " created INTEGER NOT NULL,"
+        " backend_id BLOB NOT NULL UNIQUE,"
+        " spki BLOB NOT NULL,"
+        " uses INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (key_id, version));";
+
+struct kms_store {
+        sqlite3 *db;
+        sqlite3_stmt *stmt[_STMT_MAX];
+};
+
+/* Translate an SQLite result at the edge. */
+static int sql_err(struct kms_store *s, int rc, const char *what)
+{
+        int ext = s && s->db ? sqlite3_extended_errcode(s->db) : rc;
+
+        log_debug("store: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), ext);
+        switch (rc & 0xff) {
+        case SQLITE_CONSTRAINT: return ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY ? -EEXIST : KMS_E_STORE;
+        case SQLITE_FULL: return -ENOSPC;
+        case SQLITE_READONLY: return -EROFS;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED: return -EBUSY;
+        case SQLITE_NOMEM: return -ENOMEM;
+        default: return KMS_E_STORE;
+        }
+}
+
+static sqlite3_stmt *stmt(struct kms_store *s, enum stmt_id id)
+{
+        if (!s->stmt[id] && sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[id], NULL) != SQLITE_OK) {
+                log_debug("store: prepare %d: %s", (int)id, sqlite3_errmsg(s->db));
+                return NULL;
+        }
+        sqlite3_reset(s->stmt[id]);
+        sqlite3_clear_bindings(s->stmt[id]);
+        return s->stmt[id];
+}
+
+static int exec(struct kms_store *s, const char *sql)
+{
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : sql_err(s, rc, sql);
+}
+
+static int migrate(struct kms_store *s)
+{
+        sqlite3_stmt *st = NULL;
+        int version, r;
+
+        if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+                sqlite3_finalize(st);
+                return sql_err(s, sqlite3_errcode(s->db), "user_version");
+        }
+        version = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (version == KMS_STORE_SCHEMA_VERSION)
+                return 0;
+        if (version > KMS_STORE_SCHEMA_VERSION) {
+                log_debug("store: schema version %d is newer than %d", version, KMS_STORE_SCHEMA_VERSION);
+                return -EPROTO;
+        }
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        /* One step per version; each runs in this transaction. */
+        if (version < 1) {
+                r = exec(s, schema_v1);
+                if (r < 0)
+                        goto fail;
+        }
+        r = exec(s, "PRAGMA user_version = 1");
+        if (r < 0)
+                goto fail;
+        return exec(s, "COMMIT");
+fail:
+        (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_open(const char *path, struct kms_store **ret)
+{
+        struct kms_store *s;
+        int rc, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                r = sql_err(s, rc, "open");
+                kms_store_close(s);
+                return r == KMS_E_STORE ? -EIO : r;
+        }
+        sqlite3_busy_timeout(s->db, 5000);
+        /* WAL for concurrent readers; FULL sync because a key's metadata
+         * must be durable once its reply went out. */
+        r = exec(s, "PRAGMA journal_mode = WAL");
+        if (r >= 0)
+                r = exec(s, "PRAGMA synchronous = FULL");
+        if (r >= 0)
+                r = exec(s, "PRAGMA foreign_keys = ON");
+        if (r >= 0)
+                r = migrate(s);
+        if (r < 0) {
+                kms_store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+void kms_store_close(struct kms_store *s)
+{
+        if (!s)
+                return;
+        for (int i = 0; i < _STMT_MAX; i++)
+                sqlite3_finalize(s->stmt[i]);
+        sqlite3_close(s->db);
+        free(s);
+}
+
+void kms_key_version_record_clear(struct kms_key_version_record *v)
+{
+        if (!v)
+                return;
+        free(v->spki);
+        v->spki = NULL;
+        v->spki_len = 0;
+}
+
+void kms_key_record_free(struct kms_key_record *k)
+{
+        if (!k)
+                return;
+        for (size_t i = 0; i < k->n_versions; i++)
+                kms_key_version_record_clear(&k->versions[i]);
+        free(k->versions);
+        free(k);
+}
+
+void kms_key_records_free(struct kms_key_record *k, size_t n)
+{
+        if (!k)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                for (size_t j = 0; j < k[i].n_versions; j++)
+                        kms_key_version_record_clear(&k[i].versions[j]);
+                free(k[i].versions);
+        }
+        free(k);
+}
+
+/* Read the KEY_COLUMNS starting at column 0. */
+static int read_key(sqlite3_stmt *st, struct kms_key_record *k)
+{
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *alg = (const char *)sqlite3_column_text(st, 2);
+        const char *backend = (const char *)sqlite3_column_text(st, 3);
+        const char *state = (const char *)sqlite3_column_text(st, 7);
+
+        memset(k, 0, sizeof(*k));
+        if (!name || !alg || !backend || !state || strlen(name) > KMS_MAX_KEY_NAME)
+                return KMS_E_STORE;
+        k->id = sqlite3_column_int64(st, 0);
+        snprintf(k->name, sizeof(k->name), "%s", name);
+        k->algorithm = kms_algorithm_from_string(alg);
+        snprintf(k->backend, sizeof(k->backend), "%s", backend);
+        k->usages = (unsigned)sqlite3_column_int(st, 4);
+        k->owner = (uint32_t)sqlite3_column_int64(st, 5);
+        k->created = sqlite3_column_int64(st, 6);
+        k->state = kms_key_state_from_string(state);
+        k->primary_version = (uint32_t)sqlite3_column_int64(st, 8);
+        k->version_count = (uint32_t)sqlite3_column_int64(st, 9);
+        if (k->algorithm == KMS_ALG_INVALID || k->state == KMS_KEY_STATE_INVALID)
+                return KMS_E_STORE;
+        return 0;
+}
+
+/* Read the VERSION_COLUMNS starting at column col. */
+static int read_version(sqlite3_stmt *st, int col, bool want_spki, struct kms_key_version_record *v)
+{
+        const char *state = (const char *)sqlite3_column_text(st, col + 1);
+        const void *id = sqlite3_column_blob(st, col + 3);
+
+        memset(v, 0, sizeof(*v));
+        v->version = (uint32_t)sqlite3_column_int64(st, col);
+        v->state = kms_key_state_from_string(state);
+        v->created = sqlite3_column_int64(st, col + 2);
+        if (v->state == KMS_KEY_STATE_INVALID || !id || sqlite3_column_bytes(st, col + 3) != KMS_KEY_ID_BYTES)
+                return KMS_E_STORE;
+        memcpy(v->backend_id, id, KMS_KEY_ID_BYTES);
+        v->uses = (uint64_t)sqlite3_column_int64(st, col + 5);
+        if (want_spki) {
+                const void *spki = sqlite3_column_blob(st, col + 4);
+                int n = sqlite3_column_bytes(st, col + 4);
+
+                if (!spki || n <= 0)
+                        return KMS_E_STORE;
+                v->spki = malloc((size_t)n);
+                if (!v->spki)
+                        return -ENOMEM;
+                memcpy(v->spki, spki, (size_t)n);
+                v->spki_len = (size_t)n;
+        }
+        return 0;
+}
+
+static int load_versions(struct kms_store *s, struct kms_key_record *k)
+{
+        sqlite3_stmt *st = stmt(s, STMT_VERSIONS_OF);
+        int rc, r;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, k->id);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct kms_key_version_record *nv;
+
+                if (k->n_versions >= KMS_MAX_VERSIONS)
+                        break;
+                nv = realloc(k->versions, (k->n_versions + 1) * sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                k->versions = nv;
+                r = read_version(st, 0, true, &k->versions[k->n_versions]);
+                if (r < 0) {
+                        kms_key_version_record_clear(&k->versions[k->n_versions]);
+                        return r;
+                }
+                k->n_versions++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                return sql_err(s, rc, "versions");
+        sqlite3_reset(st);
+        return 0;
+}
+
+int kms_store_key_get(struct kms_store *s, const char *name, bool with_versions, struct kms_key_record **ret)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_GET);
+        struct kms_key_record *k;
+        int rc, r;
+
+        if (!st)
+                return KMS_E_STORE;
+        k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                r = -ENOENT;
+        else if (rc != SQLITE_ROW)
+                r = sql_err(s, rc, "key get");
+        else
+                r = read_key(st, k);
+        sqlite3_reset(st);
+        if (r >= 0 && with_versions)
+                r = load_versions(s, k);
+        if (r < 0) {
+                kms_key_record_free(k);
+                return r;
+        }
+        *ret = k;
+        return 0;
+}
+
+int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t version, bool want_spki,
+                              struct kms_key_record *ret_key, struct kms_key_version_record *ret_version)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_GET_VERSION);
+        struct kms_key_record k;
+        struct kms_key_version_record v = { 0 };
+        int rc, r;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                r = -ENOENT;
+        else if (rc != SQLITE_ROW)
+                r = sql_err(s, rc, "key get version");
+        else {
+                r = read_key(st, &k);
+                if (r >= 0)
+                        r = read_version(st, 10, want_spki, &v);
+        }
+        sqlite3_reset(st);
+        if (r < 0) {
+                kms_key_version_record_clear(&v);
+                return r;
+        }
+        *ret_key = k;
+        *ret_version = v;
+        return 0;
+}
+
+int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, const struct kms_key_version_record *v1)
+{
+        sqlite3_stmt *st;
+        int64_t id;
+        int rc, r;
+
+        if (!key || !v1 || !v1->spki || kms_key_name_check(key->name, NULL) < 0 ||
+            !kms_algorithm_to_string(key->algorithm))
+                return -EINVAL;
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_KEY_INSERT);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, key->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, kms_algorithm_to_string(key->algorithm), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, key->backend, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, (int)key->usages);
+        sqlite3_bind_int64(st, 5, key->owner);
+        sqlite3_bind_int64(st, 6, key->created);
+        sqlite3_bind_text(st, 7, kms_key_state_to_string(KMS_KEY_ACTIVE), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, v1->version);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+                r = sql_err(s, rc, "key insert");
+                goto fail;
+        }
+        id = sqlite3_last_insert_rowid(s->db);
+        st = stmt(s, STMT_VERSION_INSERT);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, v1->version);
+        sqlite3_bind_text(st, 3, kms_key_state_to_string(KMS_KEY_ACTIVE), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, v1->created);
+        sqlite3_bind_blob(st, 5, v1->backend_id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, v1->spki, (int)v1->spki_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)v1->uses);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+                r = sql_err(s, rc, "version insert");
+                /* A duplicate CKA_ID is a backend problem, not a name clash. */
+                if (r == -EEXIST)
+                        r = KMS_E_STORE;
+                goto fail;
+        }
+        return exec(s, "COMMIT");
+fail:
+        (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_LIST);
+        struct kms_key_record *keys = NULL;
+        size_t n = 0;
+        int rc, r = 0;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int(st, 1, include_destroyed);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct kms_key_record *nk;
+
+                if (n >= KMS_MAX_KEYS)
+                        break;
+                nk = realloc(keys, (n + 1) * sizeof(*nk));
+                if (!nk) {
+                        r = -ENOMEM;
+                        break;
+                }
+                keys = nk;
+                r = read_key(st, &keys[n]);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = sql_err(s, rc, "key list");
+        sqlite3_reset(st);
+        if (r < 0) {
+                kms_key_records_free(keys, n);
+                return r;
+        }
+        *ret = keys;
+        *ret_n = n;
+        return 0;
+}
+
+int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_COUNT);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int(st, 1, include_destroyed);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+                sqlite3_reset(st);
+                return sql_err(s, rc, "key count");
+        }
+        *ret = (size_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return 0;
+}
+
+int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state)
+{
+        const char *st_name = kms_key_state_to_string(state);
+        sqlite3_stmt *st;
+        int rc, r;
+
+        if (!st_name)
+                return -EINVAL;
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_KEY_SET_STATE);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+                r = sql_err(s, rc, "set state");
+                goto fail;
+        }
+        if (sqlite3_changes(s->db) == 0) {
+                r = -ENOENT;
+                goto fail;
+        }
+        st = stmt(s, STMT_VERSIONS_SET_STATE);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+                r = sql_err(s, rc, "set version state");
+                goto fail;
+        }
+        return exec(s, "COMMIT");
+fail:
+        (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n)
+{
+        sqlite3_stmt *st = stmt(s, STMT_VERSION_ADD_USES);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, version);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)n);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                return sql_err(s, rc, "add uses");
+        return sqlite3_changes(s->db) == 0 ? -ENOENT : 0;
+}
+
+int kms_store_begin(struct kms_store *s)
+{
+        return exec(s, "BEGIN IMMEDIATE");
+}
+
+int kms_store_commit(struct kms_store *s)
+{
+        int r = exec(s, "COMMIT");
+
+        if (r < 0)
+                (void)exec(s, "ROLLBACK");
+        return r;
+}

@@ -1,0 +1,84 @@
+/* The metadata store: one SQLite database (WAL) under the state folder
+ * with the keys and their versions. The backend is the truth for key
+ * material; this is the truth for names, owners and states.
+ *
+ * One struct kms_store is one SQLite connection, used by one thread at a
+ * time; each worker opens its own. Functions return 0 or a negative errno
+ * (-ENOENT, -EEXIST, -EINVAL, KMS_E_STORE, -ENOSPC, -EROFS); SQLite codes
+ * are translated here and logged at debug level only. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kms-key.h"
+
+#define KMS_STORE_SCHEMA_VERSION 1
+#define KMS_STORE_FILE "kmsd.db"
+
+struct kms_store;
+
+struct kms_key_version_record {
+        uint32_t version;
+        enum kms_key_state state;
+        int64_t created;
+        uint8_t backend_id[KMS_KEY_ID_BYTES];
+        uint8_t *spki; /* SubjectPublicKeyInfo DER, owned */
+        size_t spki_len;
+        uint64_t uses;
+};
+
+struct kms_key_record {
+        int64_t id;
+        char name[KMS_MAX_KEY_NAME + 1];
+        enum kms_algorithm algorithm;
+        char backend[16];
+        unsigned usages; /* enum kms_usage mask */
+        uint32_t owner;
+        int64_t created;
+        enum kms_key_state state;
+        uint32_t primary_version;
+        uint32_t version_count;
+        struct kms_key_version_record *versions; /* only when asked for */
+        size_t n_versions;
+};
+
+/* Open (and create or migrate) the database at path. */
+int kms_store_open(const char *path, struct kms_store **ret);
+void kms_store_close(struct kms_store *s);
+
+/* Insert a key with its first version in one transaction. key->id,
+ * primary_version and version_count are set by the store. -EEXIST if the
+ * name is taken (a tombstone counts). */
+int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key,
+                         const struct kms_key_version_record *v1);
+
+/* One key by name, with its versions (ascending) if with_versions. The
+ * caller frees with kms_key_record_free(). */
+int kms_store_key_get(struct kms_store *s, const char *name, bool with_versions, struct kms_key_record **ret);
+
+/* The key (without versions) and one of its versions (0: primary), in one
+ * query: the signing hot path. ret_version->spki is owned by the caller
+ * (free it); pass want_spki=false to skip loading it. */
+int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t version, bool want_spki,
+                              struct kms_key_record *ret_key, struct kms_key_version_record *ret_version);
+
+/* All keys sorted by name, without versions. */
+int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
+int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret);
+
+/* Set the state of the key and of all its versions (destroy marks first,
+ * then the backend objects go). */
+int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state);
+
+/* Group several writes into one transaction (BEGIN IMMEDIATE/COMMIT). */
+int kms_store_begin(struct kms_store *s);
+int kms_store_commit(struct kms_store *s);
+
+/* Add n to the use counter of a version. */
+int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n);
+
+void kms_key_version_record_clear(struct kms_key_version_record *v);
+void kms_key_record_free(struct kms_key_record *k);
+void kms_key_records_free(struct kms_key_record *k, size_t n);

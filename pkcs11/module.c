@@ -1,0 +1,315 @@
+/* The PKCS#11 backend's life: load the module through p11-kit, find the
+ * token, log in with the PIN from a file, open one session per worker,
+ * describe the token, and unload. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <p11-kit/p11-kit.h>
+
+#include "kms-error.h"
+#include "kms-log.h"
+#include "kms-util.h"
+#include "pkcs11-internal.h"
+
+static void errorf(char *buf, size_t len, const char *fmt, ...) _printf_(3, 4);
+static void errorf(char *buf, size_t len, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!buf || len == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+}
+
+int kms_pkcs11_rv_to_errno(CK_RV rv, const char *what)
+{
+        log_debug("pkcs11: %s: %s (0x%lx)", what, p11_kit_strerror(rv), (unsigned long)rv);
+        switch (rv) {
+        case CKR_OK: return 0;
+        case CKR_HOST_MEMORY:
+        case CKR_DEVICE_MEMORY: return -ENOMEM;
+        case CKR_PIN_INCORRECT:
+        case CKR_PIN_INVALID:
+        case CKR_PIN_LEN_RANGE:
+        case CKR_PIN_EXPIRED:
+        case CKR_PIN_LOCKED: return -EACCES;
+        case CKR_KEY_HANDLE_INVALID:
+        case CKR_OBJECT_HANDLE_INVALID: return -ENOENT;
+        case CKR_MECHANISM_INVALID:
+        case CKR_MECHANISM_PARAM_INVALID:
+        case CKR_KEY_TYPE_INCONSISTENT:
+        case CKR_KEY_FUNCTION_NOT_PERMITTED: return -EOPNOTSUPP;
+        case CKR_DATA_LEN_RANGE:
+        case CKR_DATA_INVALID:
+        case CKR_ARGUMENTS_BAD: return -EINVAL;
+        default: return KMS_E_BACKEND;
+        }
+}
+
+/* Copy a blank-padded PKCS#11 string field into a C string. */
+static void copy_padded(char *dst, size_t dstlen, const unsigned char *src, size_t srclen)
+{
+        size_t n = srclen;
+
+        while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\0'))
+                n--;
+        if (n >= dstlen)
+                n = dstlen - 1;
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+int kms_pkcs11_read_pin(const char *path, char **ret, size_t *ret_len, char *errbuf, size_t errlen)
+{
+        _cleanup_(closep) int fd = -1;
+        struct stat st;
+        char *buf;
+        ssize_t n;
+        size_t len = 0;
+
+        if (!path) {
+                errorf(errbuf, errlen, "no PIN file configured");
+                return -EINVAL;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0) {
+                int r = -errno;
+                errorf(errbuf, errlen, "cannot open PIN file %s: %s", path, strerror(errno));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                errorf(errbuf, errlen, "cannot stat PIN file %s: %s", path, strerror(errno));
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                errorf(errbuf, errlen, "PIN file %s is not a regular file", path);
+                return -EINVAL;
+        }
+        if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+                errorf(errbuf, errlen,
+                       "PIN file %s has mode %04o: it must not be accessible by group or others (chmod 600 %s)",
+                       path, (unsigned)(st.st_mode & 07777), path);
+                return -EACCES;
+        }
+        buf = malloc(KMS_PKCS11_MAX_PIN + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                n = read(fd, buf + len, KMS_PKCS11_MAX_PIN + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int r = -errno;
+                        kms_freezero(buf, KMS_PKCS11_MAX_PIN + 1);
+                        errorf(errbuf, errlen, "cannot read PIN file %s: %s", path, strerror(-r));
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > KMS_PKCS11_MAX_PIN) {
+                        kms_freezero(buf, KMS_PKCS11_MAX_PIN + 1);
+                        errorf(errbuf, errlen, "PIN file %s is longer than %u bytes", path, KMS_PKCS11_MAX_PIN);
+                        return -E2BIG;
+                }
+        }
+        if (len > 0 && buf[len - 1] == '\n')
+                len--;
+        if (len > 0 && buf[len - 1] == '\r')
+                len--;
+        if (len == 0 || memchr(buf, '\n', len)) {
+                kms_freezero(buf, KMS_PKCS11_MAX_PIN + 1);
+                errorf(errbuf, errlen, "PIN file %s must hold the PIN on one non-empty line", path);
+                return -EINVAL;
+        }
+        buf[len] = '\0';
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+static int find_slot(struct kms_pkcs11 *p, const struct kms_pkcs11_config *cfg, char *errbuf, size_t errlen)
+{
+        _cleanup_(freep) CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        CK_RV rv;
+
+        rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
+        if (rv != CKR_OK) {
+                errorf(errbuf, errlen, "cannot list the module's slots: %s", p11_kit_strerror(rv));
+                return kms_pkcs11_rv_to_errno(rv, "C_GetSlotList");
+        }
+        slots = calloc(n ? n : 1, sizeof(*slots));
+        if (!slots)
+                return -ENOMEM;
+        rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
+        if (rv != CKR_OK) {
+                errorf(errbuf, errlen, "cannot list the module's slots: %s", p11_kit_strerror(rv));
+                return kms_pkcs11_rv_to_errno(rv, "C_GetSlotList");
+        }
+        for (CK_ULONG i = 0; i < n; i++) {
+                CK_TOKEN_INFO ti;
+                char label[33], serial[17];
+
+                if (p->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+                        continue;
+                copy_padded(label, sizeof(label), ti.label, sizeof(ti.label));
+                copy_padded(serial, sizeof(serial), ti.serialNumber, sizeof(ti.serialNumber));
+                if (cfg->token_serial ? strcmp(serial, cfg->token_serial) != 0
+                                      : strcmp(label, cfg->token_label) != 0)
+                        continue;
+                if (!(ti.flags & CKF_TOKEN_INITIALIZED) || !(ti.flags & CKF_USER_PIN_INITIALIZED)) {
+                        errorf(errbuf, errlen, "token '%s' is not initialized (no user PIN set)", label);
+                        return -ENODEV;
+                }
+                p->slot = slots[i];
+                snprintf(p->info.label, sizeof(p->info.label), "%s", label);
+                snprintf(p->info.serial, sizeof(p->info.serial), "%s", serial);
+                copy_padded(p->info.manufacturer, sizeof(p->info.manufacturer), ti.manufacturerID,
+                            sizeof(ti.manufacturerID));
+                copy_padded(p->info.model, sizeof(p->info.model), ti.model, sizeof(ti.model));
+                return 0;
+        }
+        errorf(errbuf, errlen, "no token with %s '%s' in module %s (%lu token(s) present)",
+               cfg->token_serial ? "serial" : "label", cfg->token_serial ? cfg->token_serial : cfg->token_label,
+               cfg->module, (unsigned long)n);
+        return -ENODEV;
+}
+
+static void pkcs11_free(struct kms_backend *b)
+{
+        struct kms_pkcs11 *p = (struct kms_pkcs11 *)b;
+
+        if (!p)
+                return;
+        if (p->f) {
+                if (p->login_session != CK_INVALID_HANDLE) {
+                        p->f->C_Logout(p->login_session);
+                        p->f->C_CloseSession(p->login_session);
+                }
+                if (p->initialized)
+                        p11_kit_module_finalize(p->f);
+                p11_kit_module_release(p->f);
+        }
+        kms_pkcs11_cache_clear(&p->cache);
+        pthread_mutex_destroy(&p->cache.lock);
+        free(p);
+}
+
+int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **ret, char *errbuf, size_t errlen)
+{
+        struct kms_pkcs11 *p;
+        char *pin = NULL;
+        size_t pin_len = 0;
+        CK_RV rv;
+        int r;
+
+        if (!cfg || !cfg->module || (!cfg->token_label && !cfg->token_serial) || !ret)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->base.ops = &kms_pkcs11_ops;
+        p->login_session = CK_INVALID_HANDLE;
+        kms_pkcs11_cache_init(&p->cache);
+
+        /* Read the PIN before touching the module, so a bad PIN file is
+         * reported as such. */
+        r = kms_pkcs11_read_pin(cfg->pin_file, &pin, &pin_len, errbuf, errlen);
+        if (r < 0)
+                goto fail;
+
+        p->f = p11_kit_module_load(cfg->module, P11_KIT_MODULE_UNMANAGED | P11_KIT_MODULE_CRITICAL);
+        if (!p->f) {
+                errorf(errbuf, errlen, "cannot load PKCS#11 module %s: %s", cfg->module, p11_kit_message());
+                r = -ENOENT;
+                goto fail;
+        }
+        rv = p11_kit_module_initialize(p->f);
+        if (rv != CKR_OK) {
+                errorf(errbuf, errlen, "cannot initialize PKCS#11 module %s: %s", cfg->module, p11_kit_strerror(rv));
+                r = kms_pkcs11_rv_to_errno(rv, "C_Initialize");
+                goto fail;
+        }
+        p->initialized = true;
+
+        r = find_slot(p, cfg, errbuf, errlen);
+        if (r < 0)
+                goto fail;
+
+        rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &p->login_session);
+        if (rv != CKR_OK) {
+                errorf(errbuf, errlen, "cannot open a session on token '%s': %s", p->info.label,
+                       p11_kit_strerror(rv));
+                r = kms_pkcs11_rv_to_errno(rv, "C_OpenSession");
+                goto fail;
+        }
+        rv = p->f->C_Login(p->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin, pin_len);
+        kms_freezero(pin, KMS_PKCS11_MAX_PIN + 1);
+        pin = NULL;
+        if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+                errorf(errbuf, errlen, "login to token '%s' failed: %s (check %s)", p->info.label,
+                       p11_kit_strerror(rv), cfg->pin_file);
+                r = kms_pkcs11_rv_to_errno(rv, "C_Login");
+                goto fail;
+        }
+        *ret = &p->base;
+        return 0;
+fail:
+        if (pin)
+                kms_freezero(pin, KMS_PKCS11_MAX_PIN + 1);
+        pkcs11_free(&p->base);
+        return r;
+}
+
+static int pkcs11_worker_open(struct kms_backend *b, struct kms_backend_worker **ret)
+{
+        struct kms_pkcs11 *p = (struct kms_pkcs11 *)b;
+        struct kms_pkcs11_worker *w;
+        CK_RV rv;
+
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->p = p;
+        rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &w->session);
+        if (rv != CKR_OK) {
+                free(w);
+                return kms_pkcs11_rv_to_errno(rv, "C_OpenSession");
+        }
+        *ret = (struct kms_backend_worker *)w;
+        return 0;
+}
+
+static void pkcs11_worker_close(struct kms_backend_worker *bw)
+{
+        struct kms_pkcs11_worker *w = (struct kms_pkcs11_worker *)bw;
+
+        if (!w)
+                return;
+        w->p->f->C_CloseSession(w->session);
+        free(w);
+}
+
+static int pkcs11_info(struct kms_backend *b, struct kms_backend_info *ret)
+{
+        *ret = ((struct kms_pkcs11 *)b)->info;
+        return 0;
+}
+
+const struct kms_backend_ops kms_pkcs11_ops = {
+        .name = "pkcs11",
+        .worker_open = pkcs11_worker_open,
+        .worker_close = pkcs11_worker_close,
+        .generate = kms_pkcs11_generate,
+        .sign = kms_pkcs11_sign,
+        .destroy = kms_pkcs11_destroy,
+        .info = pkcs11_info,
+        .free = pkcs11_free,
+};
