@@ -257,15 +257,18 @@ int kms_pkcs11_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, u
         /* Public half: a token object too, so the token describes itself
          * (reconciliation, pkcs11-tool). Private half: sensitive, never
          * extractable, capable of exactly the requested usages. */
-        CK_ATTRIBUTE pub_tmpl[8] = {
+        CK_ATTRIBUTE pub_tmpl[11] = {
                 { CKA_TOKEN, &yes, sizeof(yes) },
                 { CKA_PRIVATE, &no, sizeof(no) },
                 { CKA_ID, id, sizeof(id) },
                 { CKA_LABEL, (void *)label, label_len },
                 { CKA_VERIFY, &sign, sizeof(sign) },
                 { CKA_ENCRYPT, &decrypt, sizeof(decrypt) },
+                { CKA_WRAP, &no, sizeof(no) },
+                { CKA_VERIFY_RECOVER, &no, sizeof(no) },
+                { CKA_DERIVE, &no, sizeof(no) },
         };
-        CK_ULONG n_pub = 6;
+        CK_ULONG n_pub = 9;
         CK_ATTRIBUTE priv_tmpl[] = {
                 { CKA_TOKEN, &yes, sizeof(yes) },
                 { CKA_PRIVATE, &yes, sizeof(yes) },
@@ -276,14 +279,14 @@ int kms_pkcs11_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, u
                 { CKA_SIGN, &sign, sizeof(sign) },
                 { CKA_DERIVE, &derive, sizeof(derive) },
                 { CKA_DECRYPT, &decrypt, sizeof(decrypt) },
+                { CKA_UNWRAP, &no, sizeof(no) },
+                { CKA_SIGN_RECOVER, &no, sizeof(no) },
         };
 
         if (kms_algorithm_is_ec(alg)) {
                 pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS,
                                                     (void *)(alg == KMS_ALG_EC_P256 ? oid_p256 : oid_p384),
                                                     alg == KMS_ALG_EC_P256 ? sizeof(oid_p256) : sizeof(oid_p384) };
-                /* An EC public key has no CKA_ENCRYPT. */
-                pub_tmpl[5] = pub_tmpl[--n_pub];
         } else {
                 mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
                 pub_tmpl[n_pub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof(bits) };
