@@ -309,6 +309,9 @@ int kms_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t coord_len, u
         sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
         if (!sig || p != der + der_len)
                 goto out; /* malformed or trailing bytes */
+        if (BN_is_zero(ECDSA_SIG_get0_r(sig)) || BN_is_zero(ECDSA_SIG_get0_s(sig)) ||
+            BN_is_negative(ECDSA_SIG_get0_r(sig)) || BN_is_negative(ECDSA_SIG_get0_s(sig)))
+                goto out; /* never a valid signature */
         /* Refuse non-canonical encodings: re-encode and compare. */
         n = i2d_ECDSA_SIG(sig, &check);
         if (n <= 0 || (size_t)n != der_len || memcmp(check, der, der_len) != 0)

@@ -75,9 +75,12 @@ static int hexval(char c)
 
 int kms_hex_decode(const char *s, uint8_t **ret, size_t *ret_len)
 {
-        size_t n = strlen(s);
+        size_t n;
         uint8_t *out;
 
+        if (!s || !ret || !ret_len)
+                return -EINVAL;
+        n = strlen(s);
         if (n % 2 != 0)
                 return -EINVAL;
         out = malloc(n / 2 ? n / 2 : 1);

@@ -132,8 +132,8 @@ int kms_config_init(struct kms_config *c)
         c->state_dir = strdup("/var/lib/kmsd");
         c->pkcs11_module = strdup("/usr/lib/softhsm/libsofthsm2.so");
         c->token_label = strdup("kmsd");
-        c->pin_file = strdup("/etc/kmsd/pin");
-        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->pin_file) {
+        /* pin_file stays NULL: the systemd credential 'pin' then. */
+        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label) {
                 kms_config_free(c);
                 return -ENOMEM;
         }
@@ -152,6 +152,64 @@ static void setup_inih(void)
         ini_allow_multiline = false;
 }
 
+static bool known_section(const char *name, size_t len)
+{
+        static const char *const sections[] = { "daemon", "limits", "pkcs11" };
+
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                if (strlen(sections[i]) == len && memcmp(sections[i], name, len) == 0)
+                        return true;
+        return false;
+}
+
+/* Line source for ini_parse_stream(): a FILE or a string. It counts lines
+ * and refuses an unknown [section] on its own line, which inih would
+ * otherwise only notice at the section's first key (or never, if it is
+ * empty). */
+struct line_source {
+        FILE *f;
+        const char *text;
+        int line;
+        int bad_line;
+        struct parse_ctx *ctx;
+};
+
+static char *read_line(char *buf, int size, void *stream)
+{
+        struct line_source *src = stream;
+        const char *p;
+
+        if (src->f) {
+                if (!fgets(buf, size, src->f))
+                        return NULL;
+        } else {
+                size_t n;
+
+                if (!*src->text)
+                        return NULL;
+                n = strcspn(src->text, "\n");
+                if (src->text[n] == '\n')
+                        n++;
+                if (n > (size_t)size - 1)
+                        n = (size_t)size - 1;
+                memcpy(buf, src->text, n);
+                buf[n] = '\0';
+                src->text += n;
+        }
+        src->line++;
+        p = buf + strspn(buf, " \t");
+        if (*p == '[') {
+                size_t len = strcspn(p + 1, "]");
+
+                if (p[1 + len] == ']' && !known_section(p + 1, len)) {
+                        snprintf(src->ctx->msg, sizeof(src->ctx->msg), "unknown section [%.*s]", (int)len, p + 1);
+                        src->bad_line = src->line;
+                        return NULL; /* stop here; finish() reports it */
+                }
+        }
+        return buf;
+}
+
 static int finish(struct parse_ctx *ctx, int line, const char *name, char *errbuf, size_t errlen)
 {
         if (line == 0)
@@ -168,20 +226,40 @@ static int finish(struct parse_ctx *ctx, int line, const char *name, char *errbu
         return -EINVAL;
 }
 
-int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t errlen)
+static int parse(struct kms_config *c, struct line_source *src, const char *name, char *errbuf, size_t errlen)
 {
         struct parse_ctx ctx = { .c = c };
+        int line;
 
+        src->ctx = &ctx;
         setup_inih();
-        return finish(&ctx, ini_parse(path, handler, &ctx), path, errbuf, errlen);
+        line = ini_parse_stream(read_line, src, handler, &ctx);
+        if (line == 0 && src->bad_line > 0)
+                line = src->bad_line;
+        return finish(&ctx, line, name, errbuf, errlen);
+}
+
+int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t errlen)
+{
+        struct line_source src = { 0 };
+        int r;
+
+        src.f = fopen(path, "re");
+        if (!src.f) {
+                r = -errno;
+                snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+                return r;
+        }
+        r = parse(c, &src, path, errbuf, errlen);
+        fclose(src.f);
+        return r;
 }
 
 int kms_config_load_string(struct kms_config *c, const char *text, const char *name, char *errbuf, size_t errlen)
 {
-        struct parse_ctx ctx = { .c = c };
+        struct line_source src = { .text = text };
 
-        setup_inih();
-        return finish(&ctx, ini_parse_string(text, handler, &ctx), name, errbuf, errlen);
+        return parse(c, &src, name, errbuf, errlen);
 }
 
 void kms_config_free(struct kms_config *c)

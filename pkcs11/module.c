@@ -194,7 +194,7 @@ static void pkcs11_free(struct kms_backend *b)
                         p->f->C_CloseSession(p->login_session);
                 }
                 if (p->initialized)
-                        p11_kit_module_finalize(p->f);
+                        p->f->C_Finalize(NULL);
                 p11_kit_module_release(p->f);
         }
         kms_pkcs11_cache_clear(&p->cache);
@@ -204,6 +204,7 @@ static void pkcs11_free(struct kms_backend *b)
 
 int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **ret, char *errbuf, size_t errlen)
 {
+        CK_C_INITIALIZE_ARGS init_args = { .flags = CKF_OS_LOCKING_OK };
         struct kms_pkcs11 *p;
         char *pin = NULL;
         size_t pin_len = 0;
@@ -231,13 +232,20 @@ int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **re
                 r = -ENOENT;
                 goto fail;
         }
-        rv = p11_kit_module_initialize(p->f);
+        /* Not p11_kit_module_initialize(): it passes NULL init args,
+         * which tells the module it will not be called from several
+         * threads and lets SoftHSMv2 drop its locks. The workers call it
+         * concurrently, so ask for OS locking. */
+        rv = p->f->C_Initialize(&init_args);
+        if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
+                rv = CKR_OK; /* initialized by someone else; not ours to finalize */
+        else if (rv == CKR_OK)
+                p->initialized = true;
         if (rv != CKR_OK) {
                 errorf(errbuf, errlen, "cannot initialize PKCS#11 module %s: %s", cfg->module, p11_kit_strerror(rv));
                 r = kms_pkcs11_rv_to_errno(rv, "C_Initialize");
                 goto fail;
         }
-        p->initialized = true;
 
         r = find_slot(p, cfg, errbuf, errlen);
         if (r < 0)
