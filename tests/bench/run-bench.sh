@@ -1,0 +1,257 @@
+#!/bin/bash
+# Run kmsd-bench against a throw-away set-up: a SoftHSMv2 token with random
+# PINs, a private dbus-daemon and kmsd, all in one temporary folder. Creates
+# the key bench/p256 (ec-p256) with kmsctl, runs the benchmark, verifies one
+# signature of each path with `openssl dgst -verify`, and stops exactly the
+# processes it started (by pid). See docs/benchmark.md.
+#
+# Exit: kmsd-bench's status (0 ok, 1 errors, 3 target missed with
+# --require-target), 1 if set-up or verification failed, 2 usage, 77 if a
+# tool is missing (ctest counts that as skipped).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+seconds=5
+workers=4
+clients=""
+direct_threads=""
+build_dir="${KMSD_BUILD_DIR:-$repo/build}"
+kmsd=""
+kmsctl=""
+bench=""
+keep=0
+require_target=0
+debug=0
+key=bench/p256
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+  --seconds N          duration of each case (default 5)
+  --workers N          kmsd worker threads (default 4)
+  --clients L          D-Bus client counts (default 1,8,64)
+  --direct-threads L   direct thread counts (default 1,2)
+  --build-dir DIR      where kmsd, kmsctl and kmsd-bench were built (default \$KMSD_BUILD_DIR or ./build)
+  --kmsd PATH, --kmsctl PATH, --bench PATH   the binaries, one by one
+  --require-target     fail (exit 3) if kmsd at 8 clients is below 60% of direct 2-thread
+  --keep               keep the temporary folder (logs, samples) and print its path
+  --debug              kmsd and kmsd-bench log at debug level (kmsd.log in the folder)
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --seconds) seconds=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --direct-threads) direct_threads=$2; shift 2 ;;
+    --build-dir) build_dir=$2; shift 2 ;;
+    --kmsd) kmsd=$2; shift 2 ;;
+    --kmsctl) kmsctl=$2; shift 2 ;;
+    --bench) bench=$2; shift 2 ;;
+    --require-target) require_target=1; shift ;;
+    --keep) keep=1; shift ;;
+    --debug) debug=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run-bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+done
+case "$seconds" in '' | *[!0-9]*) echo "run-bench.sh: --seconds '$seconds' is not a number" >&2; exit 2 ;; esac
+case "$workers" in '' | *[!0-9]*) echo "run-bench.sh: --workers '$workers' is not a number" >&2; exit 2 ;; esac
+if [ "$workers" -lt 1 ] || [ "$workers" -gt 64 ]; then
+    echo "run-bench.sh: --workers $workers is outside 1..64" >&2
+    exit 2
+fi
+
+find_bin() { # name, explicit path
+    if [ -n "$2" ]; then echo "$2"; return; fi
+    for p in "$build_dir/$1" "$build_dir/daemon/$1" "$build_dir/cli/$1" "$build_dir/tests/bench/$1"; do
+        if [ -x "$p" ]; then echo "$p"; return; fi
+    done
+    echo ""
+}
+kmsd=$(find_bin kmsd "$kmsd")
+kmsctl=$(find_bin kmsctl "$kmsctl")
+bench=$(find_bin kmsd-bench "$bench")
+
+skip() { echo "run-bench.sh: SKIP: $*" >&2; exit 77; }
+for tool in softhsm2-util dbus-daemon openssl busctl; do
+    command -v "$tool" >/dev/null || skip "$tool is not installed"
+done
+for b in "$kmsd" "$kmsctl" "$bench"; do
+    [ -n "$b" ] && [ -x "$b" ] || skip "kmsd, kmsctl or kmsd-bench not built (use --build-dir or --kmsd/--kmsctl/--bench)"
+done
+module=""
+for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so /usr/local/lib/softhsm/libsofthsm2.so; do
+    if [ -f "$m" ]; then module=$m; break; fi
+done
+[ -n "$module" ] || skip "libsofthsm2.so not found"
+
+tmp=$(mktemp -d /tmp/kmsd-bench.XXXXXX)
+dbus_pid=""
+kmsd_pid=""
+
+stop_pid() { # pid: TERM, wait up to 5 s, then KILL; only our own children
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    stop_pid "$kmsd_pid"
+    stop_pid "$dbus_pid"
+    if [ "$keep" = 1 ]; then
+        echo "run-bench.sh: kept $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() {
+    echo "run-bench.sh: $*" >&2
+    if [ -s "$tmp/kmsd.log" ]; then
+        echo "--- last lines of the kmsd log:" >&2
+        tail -n 20 "$tmp/kmsd.log" >&2
+    fi
+    exit 1
+}
+
+# --- the token ------------------------------------------------------------
+label="kmsd-bench"
+pin=$(openssl rand -hex 12)
+so_pin=$(openssl rand -hex 12)
+mkdir -p "$tmp/tokens" "$tmp/state" "$tmp/samples"
+cat >"$tmp/softhsm2.conf" <<EOF
+directories.tokendir = $tmp/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+EOF
+export SOFTHSM2_CONF="$tmp/softhsm2.conf"
+softhsm2-util --init-token --free --label "$label" --so-pin "$so_pin" --pin "$pin" >"$tmp/softhsm.log" 2>&1 ||
+    fail "softhsm2-util --init-token failed: $(cat "$tmp/softhsm.log")"
+(umask 077 && printf '%s\n' "$pin" >"$tmp/pin")
+unset so_pin
+
+# --- a private bus --------------------------------------------------------
+addr="unix:path=$tmp/bus"
+cat >"$tmp/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>$addr</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+  <limit name="max_incoming_bytes">1000000000</limit>
+  <limit name="max_outgoing_bytes">1000000000</limit>
+  <limit name="max_message_size">100000000</limit>
+  <limit name="max_replies_per_connection">50000</limit>
+  <limit name="max_connections_per_user">100000</limit>
+  <limit name="max_completed_connections">100000</limit>
+</busconfig>
+EOF
+dbus-daemon --config-file="$tmp/bus.conf" --nofork --nopidfile >"$tmp/dbus.log" 2>&1 &
+dbus_pid=$!
+for _ in $(seq 100); do
+    [ -S "$tmp/bus" ] && break
+    kill -0 "$dbus_pid" 2>/dev/null || fail "dbus-daemon exited: $(cat "$tmp/dbus.log")"
+    sleep 0.05
+done
+[ -S "$tmp/bus" ] || fail "dbus-daemon did not create $tmp/bus"
+
+# --- kmsd -----------------------------------------------------------------
+cat >"$tmp/kmsd.conf" <<EOF
+[daemon]
+bus = $addr
+state_dir = $tmp/state
+workers = $workers
+log_level = $([ "$debug" = 1 ] && echo debug || echo notice)
+log_target = stderr
+
+[pkcs11]
+module = $module
+token_label = $label
+pin_file = $tmp/pin
+EOF
+"$kmsd" --config "$tmp/kmsd.conf" >"$tmp/kmsd.log" 2>&1 &
+kmsd_pid=$!
+ready=0
+for _ in $(seq 200); do
+    kill -0 "$kmsd_pid" 2>/dev/null || fail "kmsd exited during start-up"
+    if busctl --address="$addr" call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 org.kmsd.KeyManager1 \
+        GetStatus >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    sleep 0.05
+done
+[ "$ready" = 1 ] || fail "kmsd did not answer GetStatus within 10 s"
+
+KMSD_BUS_ADDRESS="$addr" "$kmsctl" key create "$key" --algorithm ec-p256 >"$tmp/kmsctl.log" 2>&1 ||
+    fail "kmsctl key create $key --algorithm ec-p256 failed: $(cat "$tmp/kmsctl.log")"
+
+# --- the benchmark --------------------------------------------------------
+echo "run-bench.sh: kmsd with $workers workers, $(nproc) CPUs, SoftHSMv2 $(softhsm2-util --version 2>/dev/null || echo '?')"
+args=(--bus-address "$addr" --key "$key" --module "$module" --token-label "$label" --pin-file "$tmp/pin"
+    --seconds "$seconds" --samples "$tmp/samples")
+[ -n "$clients" ] && args+=(--clients "$clients")
+[ -n "$direct_threads" ] && args+=(--direct-threads "$direct_threads")
+[ "$require_target" = 1 ] && args+=(--require-target)
+[ "$debug" = 1 ] && args+=(--debug)
+bench_rc=0
+"$bench" "${args[@]}" || bench_rc=$?
+if [ "$bench_rc" != 0 ] && [ "$bench_rc" != 3 ]; then
+    fail "kmsd-bench failed (exit $bench_rc)"
+fi
+
+# --- referee: OpenSSL verifies one signature of each path -----------------
+# The public key comes from the token itself (pkcs11-tool) when that tool is
+# there, so that neither kmsd nor the benchmark vouches for itself; it must
+# also equal what kmsd's GetPublicKey returned.
+s=$tmp/samples
+for f in data.bin pub.der direct.sig dbus.sig; do
+    [ -s "$s/$f" ] || fail "kmsd-bench wrote no $f"
+done
+pubkey="$s/pub.der"
+source="kmsd GetPublicKey"
+if command -v pkcs11-tool >/dev/null; then
+    id=$(busctl --address="$addr" --json=short call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 \
+        org.kmsd.KeyManager1 DescribeKey s "$key" 2>/dev/null |
+        grep -o '"backend_id":{"type":"s","data":"[0-9a-f]*"' | head -n 1 | grep -o '[0-9a-f]*"$' | tr -d '"') || id=""
+    if [ -n "$id" ] && pkcs11-tool --module "$module" --token-label "$label" --read-object --type pubkey \
+        --id "$id" -o "$s/token-pub.der" >/dev/null 2>&1 &&
+        openssl pkey -pubin -inform DER -in "$s/token-pub.der" -noout 2>/dev/null; then
+        cmp -s "$s/token-pub.der" "$s/pub.der" ||
+            fail "the token's public key (pkcs11-tool, id $id) differs from kmsd's GetPublicKey"
+        pubkey="$s/token-pub.der"
+        source="the token (pkcs11-tool --id $id)"
+    else
+        echo "run-bench.sh: note: could not read the public key with pkcs11-tool; using kmsd's" >&2
+    fi
+fi
+openssl pkey -pubin -inform DER -in "$pubkey" -out "$s/pub.pem" || fail "the public key is not a valid SPKI"
+for path in direct dbus; do
+    if ! openssl dgst -sha256 -verify "$s/pub.pem" -signature "$s/$path.sig" "$s/data.bin" >"$s/$path.verify" 2>&1; then
+        fail "openssl does not verify the $path signature: $(cat "$s/$path.verify")"
+    fi
+done
+echo "run-bench.sh: openssl verified one direct and one kmsd signature with the public key from $source"
+exit "$bench_rc"
