@@ -26,9 +26,23 @@ static void wake(struct kms_daemon *d)
                 log_debug("wakeup write: %s", strerror(errno));
 }
 
+/* libdbus calls this after every send, also when the message went out
+ * at once; waking the bus thread for each reply would cost a context
+ * switch per request. kms_bus_send() wakes it only when something is
+ * still queued, and the loop writes that out. */
 static void wakeup_main(void *data)
 {
-        wake(data);
+}
+
+void kms_bus_send(struct kms_daemon *d, DBusMessage *m)
+{
+        /* Thread-safe once dbus_threads_init_default() ran. */
+        if (!dbus_connection_send(d->conn, m, NULL)) {
+                log_error("out of memory queueing a message");
+                return;
+        }
+        if (dbus_connection_has_messages_to_send(d->conn))
+                wake(d);
 }
 
 static dbus_bool_t add_watch(DBusWatch *w, void *data)
@@ -256,6 +270,14 @@ static void dispatch_all(struct kms_daemon *d)
 {
         while (dbus_connection_get_dispatch_status(d->conn) == DBUS_DISPATCH_DATA_REMAINS)
                 dbus_connection_dispatch(d->conn);
+        /* A worker's reply can stay queued when the worker could not take
+         * the I/O path; a non-blocking iteration writes it (and enables
+         * the write watch if the socket is full). */
+        if (dbus_connection_has_messages_to_send(d->conn)) {
+                dbus_connection_read_write(d->conn, 0);
+                while (dbus_connection_get_dispatch_status(d->conn) == DBUS_DISPATCH_DATA_REMAINS)
+                        dbus_connection_dispatch(d->conn);
+        }
 }
 
 static void handle_signal(struct kms_daemon *d)
@@ -334,6 +356,21 @@ int kms_bus_run(struct kms_daemon *d)
                 }
                 dispatch_all(d);
         }
+        if (dbus_connection_get_is_connected(d->conn)) {
+                DBusError err;
+
+                /* Give the name back so the bus routes no more calls here.
+                 * Its reply comes after every call the bus routed to us
+                 * before it, so once it is in, dispatching what was read
+                 * answers each of those calls (ShuttingDown): no caller is
+                 * left waiting for a reply that never comes. */
+                dbus_error_init(&err);
+                if (dbus_bus_release_name(d->conn, KMS_BUS_NAME, &err) < 0) {
+                        log_warning("cannot release %s: %s", KMS_BUS_NAME, err.message);
+                        dbus_error_free(&err);
+                }
+                dispatch_all(d);
+        }
         return 0;
 }
 
@@ -361,6 +398,6 @@ void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...)
         ok = dbus_message_append_args_valist(m, first_type, ap);
         va_end(ap);
         if (ok)
-                dbus_connection_send(d->conn, m, NULL);
+                kms_bus_send(d, m);
         dbus_message_unref(m);
 }

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "kms-backend.h"
 #include "kms-key.h"
+#include "key-cache.h"
 #include "kms-policy.h"
 #include "store.h"
 
@@ -112,6 +113,7 @@ struct kms_daemon {
         unsigned n_watches;
         struct kms_pool pool;
         struct kms_usage_counter usage;
+        struct kms_key_cache key_cache;
         uint64_t started_ms;
         atomic_bool stopping;
         void *callers; /* bus thread only: struct kms_caller_cache */
@@ -148,4 +150,6 @@ void kms_caller_cache_free(struct kms_daemon *d);
 int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen);
 int kms_bus_run(struct kms_daemon *d);
 void kms_bus_close(struct kms_daemon *d);
+/* Send m from any thread; wakes the bus thread if it must finish the write. */
+void kms_bus_send(struct kms_daemon *d, DBusMessage *m);
 void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...);

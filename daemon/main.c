@@ -202,6 +202,7 @@ int main(int argc, char **argv)
         }
         pthread_mutex_init(&d->watch_lock, NULL);
         kms_usage_init(&d->usage);
+        kms_key_cache_init(&d->key_cache);
         d->started_ms = kms_now_mono_ms();
         if (!dbus_threads_init_default()) {
                 log_error("cannot initialize libdbus threads");
@@ -269,6 +270,7 @@ out:
                 d->backend->ops->free(d->backend);
         kms_caller_cache_free(d);
         kms_usage_free(&d->usage);
+        kms_key_cache_free(&d->key_cache);
         free(d->db_path);
         kms_config_free(&d->cfg);
         if (d->signal_fd > 0)

@@ -671,9 +671,9 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         dbus_uint32_t used;
         int r;
 
-        r = load_version(w, req, 0, false, &k, &v, errmsg, errlen);
+        r = kms_key_cache_get_primary(&d->key_cache, w->store, req->name, &k, &v);
         if (r < 0)
-                return r;
+                return store_fail(r, req, errmsg, errlen);
         r = authorize(req, KMS_OP_SIGN, k.owner, errmsg, errlen);
         if (r < 0)
                 return r;

@@ -32,10 +32,7 @@ void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessag
                         return;
                 }
         }
-        /* Thread-safe in libdbus once dbus_threads_init_default() ran; the
-         * wakeup function tells the bus thread if the write must wait. */
-        if (!dbus_connection_send(d->conn, reply, NULL))
-                log_error("out of memory queueing a reply");
+        kms_bus_send(d, reply);
         dbus_message_unref(reply);
 }
 

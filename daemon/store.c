@@ -1,6 +1,7 @@
 /* The SQLite metadata store; see store.h. */
 #include "store.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,6 +67,26 @@ static const char schema_v1[] =
         " spki BLOB NOT NULL,"
         " uses INTEGER NOT NULL DEFAULT 0,"
         " PRIMARY KEY (key_id, version));";
+
+struct kms_store;
+static int exec(struct kms_store *s, const char *sql);
+
+static _Atomic uint64_t store_generation = 1;
+
+uint64_t kms_store_generation(void)
+{
+        return store_generation;
+}
+
+/* COMMIT a write that changes what a key may do, and tell the caches. */
+static int commit_change(struct kms_store *s)
+{
+        int r = exec(s, "COMMIT");
+
+        if (r >= 0)
+                store_generation++;
+        return r;
+}
 
 struct kms_store {
         sqlite3 *db;
@@ -414,7 +435,7 @@ int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, 
                         r = KMS_E_STORE;
                 goto fail;
         }
-        return exec(s, "COMMIT");
+        return commit_change(s);
 fail:
         (void)exec(s, "ROLLBACK");
         return r;
@@ -517,7 +538,7 @@ int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_
                 r = sql_err(s, rc, "set version state");
                 goto fail;
         }
-        return exec(s, "COMMIT");
+        return commit_change(s);
 fail:
         (void)exec(s, "ROLLBACK");
         return r;

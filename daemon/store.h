@@ -79,6 +79,11 @@ int kms_store_commit(struct kms_store *s);
 /* Add n to the use counter of a version. */
 int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n);
 
+/* A process-wide counter that every committed write changing a key's
+ * state, versions or usages bumps (after the commit). Caches of store
+ * data remember it from before their read and are stale once it moved. */
+uint64_t kms_store_generation(void);
+
 void kms_key_version_record_clear(struct kms_key_version_record *v);
 void kms_key_record_free(struct kms_key_record *k);
 void kms_key_records_free(struct kms_key_record *k, size_t n);

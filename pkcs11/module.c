@@ -182,6 +182,48 @@ static int find_slot(struct kms_pkcs11 *p, const struct kms_pkcs11_config *cfg, 
         return -ENODEV;
 }
 
+/* Mutexes handed to the module. Adaptive mutexes spin briefly before
+ * sleeping: the module's critical sections are short, and on a loaded
+ * machine a futex sleep and wake per contended lock costs more than the
+ * signature (measured with kmsd-bench, docs/benchmark.md). */
+static CK_RV mutex_create(void **ret)
+{
+        pthread_mutexattr_t attr;
+        pthread_mutex_t *m = malloc(sizeof(*m));
+
+        if (!m)
+                return CKR_HOST_MEMORY;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+        if (pthread_mutex_init(m, &attr) != 0) {
+                pthread_mutexattr_destroy(&attr);
+                free(m);
+                return CKR_GENERAL_ERROR;
+        }
+        pthread_mutexattr_destroy(&attr);
+        *ret = m;
+        return CKR_OK;
+}
+
+static CK_RV mutex_destroy(void *m)
+{
+        if (!m)
+                return CKR_MUTEX_BAD;
+        pthread_mutex_destroy(m);
+        free(m);
+        return CKR_OK;
+}
+
+static CK_RV mutex_lock(void *m)
+{
+        return m && pthread_mutex_lock(m) == 0 ? CKR_OK : CKR_MUTEX_BAD;
+}
+
+static CK_RV mutex_unlock(void *m)
+{
+        return m && pthread_mutex_unlock(m) == 0 ? CKR_OK : CKR_MUTEX_NOT_LOCKED;
+}
+
 static void pkcs11_free(struct kms_backend *b)
 {
         struct kms_pkcs11 *p = (struct kms_pkcs11 *)b;
@@ -204,7 +246,13 @@ static void pkcs11_free(struct kms_backend *b)
 
 int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **ret, char *errbuf, size_t errlen)
 {
-        CK_C_INITIALIZE_ARGS init_args = { .flags = CKF_OS_LOCKING_OK };
+        CK_C_INITIALIZE_ARGS init_args = {
+                .CreateMutex = mutex_create,
+                .DestroyMutex = mutex_destroy,
+                .LockMutex = mutex_lock,
+                .UnlockMutex = mutex_unlock,
+                .flags = CKF_OS_LOCKING_OK,
+        };
         struct kms_pkcs11 *p;
         char *pin = NULL;
         size_t pin_len = 0;
@@ -235,7 +283,7 @@ int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **re
         /* Not p11_kit_module_initialize(): it passes NULL init args,
          * which tells the module it will not be called from several
          * threads and lets SoftHSMv2 drop its locks. The workers call it
-         * concurrently, so ask for OS locking. */
+         * concurrently, so hand it our mutexes (OS locking also allowed). */
         rv = p->f->C_Initialize(&init_args);
         if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
                 rv = CKR_OK; /* initialized by someone else; not ours to finalize */
