@@ -1,0 +1,475 @@
+# Sourced by kmsd's integration tests (tests/integration/*.sh).
+#
+# kms_harness_start builds a private world in a temporary folder: a SoftHSMv2
+# token with random PINs, a kmsd.conf, a dbus-daemon listening on a unix
+# socket, and kmsd itself; it exports KMSD_BUS_ADDRESS and SOFTHSM2_CONF.
+# kms_harness_stop (also run from the EXIT trap) stops exactly the processes
+# it started, by pid, checks kmsd's log for sanitizer reports and removes the
+# folder. Nothing here uses pkill/killall or any network port.
+#
+# Environment (set by ctest, see tests/CMakeLists.txt):
+#   KMSD_BIN, KMSCTL_BIN    the binaries under test
+#   KMS_EXTRA_CONFIG        extra lines appended to kmsd.conf (set before start)
+#   KMS_KEEP_TMP=1          keep the temporary folder (debugging)
+#
+# Results: pass/fail count checks; kms_finish prints the tally and exits
+# 0 only if every check passed and nothing was reported by a sanitizer.
+
+KMS_PKCS11_MODULE=${KMS_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+KMS_TOKEN_LABEL=kmsd
+KMS_T=""
+KMS_DBUS_PID=""
+KMS_KMSD_PID=""
+KMS_KMSD_RC=""
+KMS_PASSED=0
+KMS_FAILED=0
+KMS_STOPPED=0
+KMS_EXTRA_CONFIG=${KMS_EXTRA_CONFIG:-}
+KMS_TEST_NAME=$(basename "${0:-test}" .sh)
+KMS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KMS_SANITIZER_RE='ERROR: AddressSanitizer|runtime error:|LeakSanitizer'
+
+if [[ -x /usr/bin/python3 ]]; then
+        KMS_PYTHON=/usr/bin/python3
+else
+        KMS_PYTHON=python3
+fi
+
+# ---------------------------------------------------------------- results
+
+pass() {
+        KMS_PASSED=$((KMS_PASSED + 1))
+        echo "ok - $*"
+}
+
+fail() {
+        KMS_FAILED=$((KMS_FAILED + 1))
+        echo "FAIL - $*" >&2
+}
+
+# A failure after which the test cannot go on.
+die() {
+        fail "$*"
+        exit 1
+}
+
+# Exit 77 (ctest: skipped) when a tool the test needs is not installed.
+# scripts/deps installs all of them, so CI never skips.
+kms_require() {
+        local t
+        for t in "$@"; do
+                if ! command -v "$t" >/dev/null 2>&1 && [[ ! -e "$t" ]]; then
+                        echo "SKIP: $KMS_TEST_NAME needs '$t', which is not installed (scripts/deps installs it)"
+                        exit 77
+                fi
+        done
+}
+
+# run CMD...: runs a command with stdout/stderr captured in $KMS_OUT/$KMS_ERR
+# and its exit code in $KMS_RC; never trips set -e.
+KMS_OUT=""
+KMS_ERR=""
+KMS_RC=0
+run() {
+        KMS_OUT=$KMS_T/last.out
+        KMS_ERR=$KMS_T/last.err
+        KMS_RC=0
+        "$@" >"$KMS_OUT" 2>"$KMS_ERR" || KMS_RC=$?
+        return 0
+}
+
+# check DESC CMD...: passes when CMD exits 0.
+check() {
+        local desc=$1
+        shift
+        run "$@"
+        if ((KMS_RC == 0)); then
+                pass "$desc"
+        else
+                fail "$desc: '$*' exited $KMS_RC"
+                kms__show_output
+        fi
+}
+
+# expect_fail CODE ERROR_NAME CMD...: CMD must exit with CODE and its stderr
+# must mention ERROR_NAME (e.g. InvalidArgument); ERROR_NAME may be an
+# extended regex ("InvalidArgument|invalid"). Leaves output in KMS_OUT/ERR.
+expect_fail() {
+        local code=$1 name=$2
+        shift 2
+        local cmd="$*"
+        ((${#cmd} <= 160)) || cmd="${cmd:0:160}..."
+        run "$@"
+        if ((KMS_RC != code)); then
+                fail "'$cmd': expected exit $code ($name), got $KMS_RC"
+                kms__show_output
+        elif [[ -n "$name" ]] && ! grep -Eq -- "$name" "$KMS_ERR"; then
+                fail "'$cmd': exit $code as expected, but stderr does not mention '$name'"
+                kms__show_output
+        else
+                pass "'$cmd' -> exit $code${name:+, $name}: $(head -c 300 "$KMS_ERR" | tr '\n' ' ')"
+        fi
+}
+
+# expect_eq DESC EXPECTED GOT
+expect_eq() {
+        if [[ "$2" == "$3" ]]; then
+                pass "$1 ($3)"
+        else
+                fail "$1: expected '$2', got '$3'"
+        fi
+}
+
+kms__show_output() {
+        if [[ -s "$KMS_OUT" ]]; then
+                echo "  stdout: $(head -c 1500 "$KMS_OUT")" >&2
+        fi
+        if [[ -s "$KMS_ERR" ]]; then
+                echo "  stderr: $(head -c 1500 "$KMS_ERR")" >&2
+        fi
+}
+
+# ---------------------------------------------------------------- tools
+
+# kmsctl ARGS...: the kmsctl under test, bounded in time, its stderr also
+# scanned for sanitizer reports (an ASan build of kmsctl reports on stderr).
+kmsctl() {
+        local errf rc=0
+        errf=$(mktemp "$KMS_T/kmsctl-err.XXXXXX")
+        timeout -k 5 "${KMS_KMSCTL_TIMEOUT:-120}" "$KMSCTL_BIN" "$@" 2>"$errf" || rc=$?
+        if grep -Eq "$KMS_SANITIZER_RE" "$errf"; then
+                {
+                        echo "=== sanitizer report from: kmsctl $*"
+                        cat "$errf"
+                } >>"$KMS_T/kmsctl-sanitizer.log"
+        fi
+        if ((rc == 124)); then
+                echo "kmsctl $*: timed out" >>"$errf"
+        fi
+        cat "$errf" >&2
+        rm -f "$errf"
+        return "$rc"
+}
+
+# busctl on the private bus.
+kms_busctl() {
+        timeout -k 5 60 busctl --address="$KMSD_BUS_ADDRESS" "$@"
+}
+
+# kms_call METHOD SIGNATURE JSON_ARGS...: raw call through tests/lib/kmsbus.py
+# (prints the reply as JSON; on error "ERROR <name>: <message>" on stderr).
+kms_call() {
+        timeout -k 5 150 "$KMS_PYTHON" "$KMS_LIB_DIR/kmsbus.py" "$@"
+}
+
+# pkcs11-tool logged in to the test token.
+kms_p11tool() {
+        timeout -k 5 60 pkcs11-tool --module "$KMS_PKCS11_MODULE" \
+                --token-label "$KMS_TOKEN_LABEL" --login --pin "$(cat "$KMS_T/pin")" "$@"
+}
+
+# Number of objects (private, public, secret, data) in the token.
+kms_p11_object_count() {
+        local out
+        out=$(kms_p11tool --list-objects 2>/dev/null) || {
+                echo "pkcs11-tool --list-objects failed" >&2
+                echo -1
+                return 0
+        }
+        grep -c 'Object;' <<<"$out" || true
+}
+
+# Keys kmsd counts as not destroyed (GetStatus "keys").
+kms_status_keys() {
+        kms_status_field keys
+}
+
+kms_status_field() {
+        local out
+        out=$(kms_call GetStatus "") || {
+                echo "GetStatus failed" >&2
+                echo -1
+                return 0
+        }
+        "$KMS_PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])[0][sys.argv[2]])' "$out" "$1"
+}
+
+# kms_json FILE EXPR: evaluate a Python expression over the JSON document
+# d = json.load(FILE) and print the result (lists/dicts as JSON).
+kms_json() {
+        "$KMS_PYTHON" - "$1" "$2" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    d = json.load(f)
+r = eval(sys.argv[2])
+print(json.dumps(r) if isinstance(r, (dict, list)) else r)
+PY
+}
+
+# Random PIN: 32 hex digits from the kernel's CSPRNG.
+kms_random_pin() {
+        od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
+}
+
+# ---------------------------------------------------------------- processes
+
+# Is PID a live (not zombie) process?
+kms__alive() {
+        local pid=$1 stat
+        [[ -n "$pid" ]] || return 1
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+        stat=${stat##*) }
+        [[ "${stat%% *}" != Z ]]
+}
+
+# kms__stop_pid PID NAME TIMEOUT: SIGTERM PID, wait up to TIMEOUT seconds,
+# then SIGKILL it. Sets KMS_STOP_RC to its exit status (137 if killed) and
+# KMS_STOP_SECS to how long it took.
+KMS_STOP_RC=0
+KMS_STOP_SECS=0
+kms__stop_pid() {
+        local pid=$1 name=$2 limit=$3 i=0 start
+        KMS_STOP_RC=0
+        start=$(date +%s)
+        [[ -n "$pid" ]] || return 0
+        kill -TERM "$pid" 2>/dev/null || true
+        while kms__alive "$pid" && ((i < limit * 10)); do
+                sleep 0.1
+                i=$((i + 1))
+        done
+        if kms__alive "$pid"; then
+                echo "harness: $name (pid $pid) still running ${limit}s after SIGTERM; SIGKILL" >&2
+                kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || KMS_STOP_RC=$?
+        KMS_STOP_SECS=$(($(date +%s) - start))
+}
+
+kms__write_softhsm_conf() {
+        cat >"$KMS_T/softhsm2.conf" <<EOF
+directories.tokendir = $KMS_T/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+EOF
+}
+
+kms__write_bus_conf() {
+        cat >"$KMS_T/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$KMS_T/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+}
+
+# Writes $KMS_T/kmsd.conf; $KMS_EXTRA_CONFIG is appended verbatim (it may
+# open [limits] or other sections; it must not repeat the keys below).
+kms_write_config() {
+        cat >"$KMS_T/kmsd.conf" <<EOF
+# kmsd.conf written by tests/lib/harness.sh
+[daemon]
+state_dir = $KMS_T/state
+log_level = ${KMS_LOG_LEVEL:-info}
+log_target = stderr
+
+[pkcs11]
+module = $KMS_PKCS11_MODULE
+token_label = $KMS_TOKEN_LABEL
+pin_file = $KMS_T/pin
+EOF
+        if [[ -n "$KMS_EXTRA_CONFIG" ]]; then
+                printf '\n%s\n' "$KMS_EXTRA_CONFIG" >>"$KMS_T/kmsd.conf"
+        fi
+}
+
+kms__start_bus() {
+        local i
+        kms__write_bus_conf
+        : >"$KMS_T/bus.address"
+        : >"$KMS_T/bus.pid"
+        dbus-daemon --config-file="$KMS_T/bus.conf" --nofork --nopidfile \
+                --print-address=3 --print-pid=4 \
+                3>"$KMS_T/bus.address" 4>"$KMS_T/bus.pid" \
+                </dev/null >>"$KMS_T/dbus.log" 2>&1 &
+        KMS_DBUS_PID=$!
+        for ((i = 0; i < 100; i++)); do
+                if [[ -s "$KMS_T/bus.pid" ]] && [[ -s "$KMS_T/bus.address" ]]; then
+                        break
+                fi
+                kms__alive "$KMS_DBUS_PID" || break
+                sleep 0.1
+        done
+        KMSD_BUS_ADDRESS=$(head -n1 "$KMS_T/bus.address")
+        if [[ -z "$KMSD_BUS_ADDRESS" ]]; then
+                cat "$KMS_T/dbus.log" >&2
+                die "dbus-daemon did not start"
+        fi
+        if [[ "$(head -n1 "$KMS_T/bus.pid")" != "$KMS_DBUS_PID" ]]; then
+                die "dbus-daemon reports pid $(cat "$KMS_T/bus.pid"), expected $KMS_DBUS_PID"
+        fi
+        export KMSD_BUS_ADDRESS
+}
+
+# kms_start_kmsd [EXTRA ARGS...]: starts kmsd in the background (log in
+# $KMS_T/kmsd.log) and waits until `kmsctl status` answers.
+kms_start_kmsd() {
+        echo "=== kmsd start $(date +%T)" >>"$KMS_T/kmsd.log"
+        SOFTHSM2_CONF=$KMS_T/softhsm2.conf "$KMSD_BIN" --config "$KMS_T/kmsd.conf" \
+                --bus-address "$KMSD_BUS_ADDRESS" "$@" </dev/null >>"$KMS_T/kmsd.log" 2>&1 &
+        KMS_KMSD_PID=$!
+        KMS_KMSD_RC=""
+        kms_wait_ready
+}
+
+kms_wait_ready() {
+        local deadline=$((SECONDS + ${KMS_READY_TIMEOUT:-20}))
+        while ((SECONDS < deadline)); do
+                if ! kms__alive "$KMS_KMSD_PID"; then
+                        local rc=0
+                        wait "$KMS_KMSD_PID" 2>/dev/null || rc=$?
+                        KMS_KMSD_PID=""
+                        echo "--- kmsd.log" >&2
+                        cat "$KMS_T/kmsd.log" >&2
+                        die "kmsd exited with $rc before it answered 'kmsctl status'"
+                fi
+                if KMS_KMSCTL_TIMEOUT=5 kmsctl status >/dev/null 2>&1; then
+                        return 0
+                fi
+                sleep 0.2
+        done
+        echo "--- kmsd.log" >&2
+        cat "$KMS_T/kmsd.log" >&2
+        die "kmsd did not answer 'kmsctl status' within ${KMS_READY_TIMEOUT:-20}s"
+}
+
+# kms_stop_kmsd [TIMEOUT]: SIGTERM kmsd and wait; KMS_KMSD_RC gets its exit
+# status. A non-zero status is a failure (ASan reports leaks with 99).
+kms_stop_kmsd() {
+        [[ -n "$KMS_KMSD_PID" ]] || return 0
+        kms__stop_pid "$KMS_KMSD_PID" kmsd "${1:-20}"
+        KMS_KMSD_PID=""
+        KMS_KMSD_RC=$KMS_STOP_RC
+        echo "=== kmsd stopped $(date +%T), exit $KMS_KMSD_RC" >>"$KMS_T/kmsd.log"
+        if ((KMS_KMSD_RC != 0)); then
+                fail "kmsd exited with status $KMS_KMSD_RC after SIGTERM (expected 0)"
+        fi
+}
+
+kms_restart_kmsd() {
+        kms_stop_kmsd
+        kms_start_kmsd "$@"
+}
+
+# Starts the whole world. Call once, near the top of a test.
+kms_harness_start() {
+        : "${KMSD_BIN:?KMSD_BIN is not set: run this test through ctest}"
+        : "${KMSCTL_BIN:?KMSCTL_BIN is not set: run this test through ctest}"
+        kms_require dbus-daemon softhsm2-util timeout od "$KMS_PYTHON" "$KMS_PKCS11_MODULE"
+        [[ -x "$KMSD_BIN" ]] || die "KMSD_BIN=$KMSD_BIN is not executable"
+        [[ -x "$KMSCTL_BIN" ]] || die "KMSCTL_BIN=$KMSCTL_BIN is not executable"
+        # Tests cd into their folder: make the paths absolute.
+        KMSD_BIN=$(realpath "$KMSD_BIN")
+        KMSCTL_BIN=$(realpath "$KMSCTL_BIN")
+        if [[ -n "${KMS_P11_PROBE:-}" && -e "$KMS_P11_PROBE" ]]; then
+                KMS_P11_PROBE=$(realpath "$KMS_P11_PROBE")
+        fi
+
+        local base=${TMPDIR:-/tmp}
+        # A unix socket path must fit in sun_path (108 bytes).
+        ((${#base} < 60)) || base=/tmp
+        KMS_T=$(mktemp -d "$base/kmsd-it.XXXXXXXX")
+        trap kms__on_exit EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        chmod 700 "$KMS_T"
+        mkdir -m 700 "$KMS_T/tokens" "$KMS_T/state"
+
+        kms__write_softhsm_conf
+        export SOFTHSM2_CONF=$KMS_T/softhsm2.conf
+        (
+                umask 077
+                kms_random_pin >"$KMS_T/so-pin"
+                kms_random_pin >"$KMS_T/pin"
+        )
+        if ! softhsm2-util --init-token --free --label "$KMS_TOKEN_LABEL" \
+                --so-pin "$(cat "$KMS_T/so-pin")" --pin "$(cat "$KMS_T/pin")" \
+                >"$KMS_T/softhsm-init.log" 2>&1; then
+                cat "$KMS_T/softhsm-init.log" >&2
+                die "softhsm2-util --init-token failed"
+        fi
+        kms_write_config
+        kms__start_bus
+        kms_start_kmsd
+        echo "harness: kmsd pid $KMS_KMSD_PID, dbus-daemon pid $KMS_DBUS_PID, folder $KMS_T"
+}
+
+# Stops what kms_harness_start started, checks for sanitizer reports and
+# removes the folder. Safe to call twice.
+kms_harness_stop() {
+        ((KMS_STOPPED == 0)) || return 0
+        KMS_STOPPED=1
+        [[ -n "$KMS_T" ]] || return 0
+        kms_stop_kmsd
+        if [[ -n "$KMS_DBUS_PID" ]]; then
+                kms__stop_pid "$KMS_DBUS_PID" dbus-daemon 10
+                KMS_DBUS_PID=""
+        fi
+        kms_check_sanitizers
+        if ((KMS_FAILED > 0)) && [[ -s "$KMS_T/kmsd.log" ]]; then
+                echo "--- last 150 lines of kmsd.log" >&2
+                tail -n 150 "$KMS_T/kmsd.log" >&2
+        fi
+        if [[ "${KMS_KEEP_TMP:-0}" == 1 ]]; then
+                echo "harness: kept $KMS_T" >&2
+        else
+                rm -rf -- "$KMS_T"
+        fi
+}
+
+kms_check_sanitizers() {
+        if [[ -f "$KMS_T/kmsd.log" ]] && grep -Eq "$KMS_SANITIZER_RE" "$KMS_T/kmsd.log"; then
+                fail "sanitizer report in kmsd's log"
+                grep -E -A 40 "$KMS_SANITIZER_RE" "$KMS_T/kmsd.log" | head -n 200 >&2
+        fi
+        if [[ -s "$KMS_T/kmsctl-sanitizer.log" ]]; then
+                fail "sanitizer report from kmsctl"
+                head -n 200 "$KMS_T/kmsctl-sanitizer.log" >&2
+        fi
+}
+
+kms__on_exit() {
+        local rc=$?
+        # Don't let a failing command in here re-enter through set -e.
+        set +e
+        kms_harness_stop
+        if ((rc == 77)); then
+                exit 77
+        fi
+        if ((rc == 0 && KMS_FAILED > 0)); then
+                rc=1
+        fi
+        exit "$rc"
+}
+
+# Ends a test: stops everything and exits 0 only if all checks passed.
+kms_finish() {
+        kms_harness_stop
+        echo "$KMS_TEST_NAME: $KMS_PASSED checks ok, $KMS_FAILED failed"
+        if ((KMS_FAILED > 0)); then
+                exit 1
+        fi
+        if ((KMS_PASSED == 0)); then
+                echo "$KMS_TEST_NAME: no check ran" >&2
+                exit 1
+        fi
+        exit 0
+}
