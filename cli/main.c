@@ -1,0 +1,259 @@
+/* kmsctl: the shell front end of kmsd. This file holds the one table of
+ * subcommands, which drives both dispatch and the usage text, and the
+ * global options. Each subcommand lives in its own file. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bus.h"
+#include "kms-bus.h"
+#include "kms-util.h"
+#include "kmsctl.h"
+
+static const struct kmsctl_command commands[] = {
+        {
+                "key create",
+                kmsctl_key_create_main,
+                "NAME --algorithm ALG [--usage LIST] [--owner USER] [--json]",
+                "Generate a key pair inside the token and record it",
+                "  --algorithm ALG        ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096\n"
+                "  --usage LIST           Comma-separated usages: sign, derive (EC), decrypt (RSA);\n"
+                "                         default: sign\n"
+                "  --owner UID|USER       Owner of the key (root only); default: the caller\n"
+                "  --json                 Print the new key as JSON\n",
+        },
+        {
+                "key list",
+                kmsctl_key_list_main,
+                "[--all] [--json]",
+                "List keys with their algorithm, state, owner and primary version",
+                "  --all                  Include destroyed keys\n"
+                "  --json                 Print a JSON array of keys\n",
+        },
+        {
+                "key show",
+                kmsctl_key_show_main,
+                "NAME [--json]",
+                "Show a key with every version",
+                "  --json                 Print the key as JSON\n",
+        },
+        {
+                "key public",
+                kmsctl_key_public_main,
+                "NAME [--version N] [--der] [--out FILE]",
+                "Export a public key as SubjectPublicKeyInfo (PEM by default)",
+                "  --version N            Version to export; default: the primary version\n"
+                "  --der                  Write DER instead of PEM\n"
+                "  --out FILE             Write to FILE (mode 0644) instead of standard output\n",
+        },
+        {
+                "key destroy",
+                kmsctl_key_destroy_main,
+                "NAME --yes",
+                "Destroy every version of a key in the token, keeping a tombstone",
+                "  --yes                  Confirm: the private keys cannot be recovered\n",
+        },
+        {
+                "sign",
+                kmsctl_sign_main,
+                "NAME --in FILE|- --out FILE|- [--hash H] [--padding P] [--prehash] [--json]",
+                "Sign data with the primary version of a key",
+                "  --in FILE|-            Data to sign ('-': standard input)\n"
+                "  --out FILE|-           Where the signature goes (binary; mode 0644)\n"
+                "  --hash H               sha256, sha384 or sha512; default: sha384 for ec-p384,\n"
+                "                         sha256 otherwise\n"
+                "  --padding P            RSA only: pkcs1 (default) or pss\n"
+                "  --prehash              Hash locally and send only the digest (SignDigest), for\n"
+                "                         inputs larger than kmsd's message limit\n"
+                "  --json                 Print {\"name\",\"version\",\"signature_file\"} on stdout\n",
+        },
+        {
+                "verify",
+                kmsctl_verify_main,
+                "NAME --in FILE|- --sig FILE [--version N] [--hash H] [--padding P] [--json]",
+                "Verify a signature; exit status 0 if it verifies, 1 if not",
+                "  --in FILE|-            Signed data ('-': standard input)\n"
+                "  --sig FILE             The signature (binary)\n"
+                "  --version N            Version to verify with; default: the primary version\n"
+                "  --hash H               sha256, sha384 or sha512 (default as for sign)\n"
+                "  --padding P            RSA only: pkcs1 (default) or pss\n"
+                "  --json                 Print {\"name\",\"version\",\"valid\"} on stdout\n",
+        },
+        {
+                "status",
+                kmsctl_status_main,
+                "[--json]",
+                "Show kmsd's version, token, key count, uptime and load",
+                "  --json                 Print the status as JSON\n",
+        },
+};
+
+static size_t name_words(const char *name)
+{
+        return strchr(name, ' ') ? 2 : 1;
+}
+
+/* Does argv start with the words of name? */
+static bool command_matches(const char *name, int argc, char **argv)
+{
+        const char *space = strchr(name, ' ');
+
+        if (!space)
+                return argc >= 1 && strcmp(argv[0], name) == 0;
+        return argc >= 2 && strlen(argv[0]) == (size_t)(space - name) &&
+               strncmp(argv[0], name, (size_t)(space - name)) == 0 && strcmp(argv[1], space + 1) == 0;
+}
+
+/* Is word the first word of a two-word command ("key")? */
+static bool is_group(const char *word)
+{
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                const char *space = strchr(commands[i].name, ' ');
+
+                if (space && strlen(word) == (size_t)(space - commands[i].name) &&
+                    strncmp(word, commands[i].name, (size_t)(space - commands[i].name)) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static const struct kmsctl_command *find_command(int argc, char **argv)
+{
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (command_matches(commands[i].name, argc, argv))
+                        return &commands[i];
+        return NULL;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: kmsctl [--bus system|session] [--bus-address ADDRESS] [--timeout SECONDS]\n"
+                   "              COMMAND [ARGUMENTS...]\n"
+                   "       kmsctl help [COMMAND]\n"
+                   "       kmsctl --version\n\n"
+                   "Manage the keys kmsd keeps in its token and sign with them.\n\n"
+                   "Commands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+        fprintf(f,
+                "\nRun 'kmsctl COMMAND --help' for a command's arguments and options.\n\n"
+                "Global options (before the command, or anywhere after it):\n"
+                "  --bus system|session   Talk to kmsd on the system (default) or session bus\n"
+                "  --bus-address ADDRESS  Talk to kmsd on the bus at this D-Bus address\n"
+                "  --timeout SECONDS      Wait this long for each answer (default: %u)\n"
+                "  --help                 Show this help\n"
+                "  --version              Show kmsctl's version\n\n"
+                "Environment:\n"
+                "  %-22s Bus address used when neither --bus nor --bus-address\n"
+                "                         is given (scripts/run prints it)\n\n"
+                "Exit status:\n"
+                "  %d  success (for verify: the signature verifies)\n"
+                "  %d  failure (for verify: the signature does not verify)\n"
+                "  %d  usage error: bad option, argument or value\n"
+                "  %d  access denied (AccessDenied)\n"
+                "  %d  key or version not found (NotFound)\n",
+                KMSCTL_DEFAULT_TIMEOUT_SEC, KMS_ENV_BUS_ADDRESS, KMS_EXIT_OK, KMS_EXIT_FAILURE, KMS_EXIT_USAGE,
+                KMS_EXIT_DENIED, KMS_EXIT_NOT_FOUND);
+}
+
+static int unknown_command(int argc, char **argv)
+{
+        if (is_group(argv[0])) {
+                if (argc < 2)
+                        fprintf(stderr, "kmsctl: '%s' needs a subcommand:", argv[0]);
+                else
+                        fprintf(stderr, "kmsctl: unknown command '%s %s'; '%s' has:", argv[0], argv[1], argv[0]);
+                for (size_t i = 0, n = 0; i < ELEMENTSOF(commands); i++)
+                        if (name_words(commands[i].name) == 2 &&
+                            strncmp(commands[i].name, argv[0], strlen(argv[0])) == 0 &&
+                            commands[i].name[strlen(argv[0])] == ' ')
+                                fprintf(stderr, "%s %s", n++ ? "," : "", commands[i].name + strlen(argv[0]) + 1);
+                fputc('\n', stderr);
+        } else
+                fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
+        fprintf(stderr, "Try 'kmsctl --help'.\n");
+        return KMS_EXIT_USAGE;
+}
+
+/* kmsctl help [COMMAND]: the general usage, or a command's. */
+static int help(int argc, char **argv)
+{
+        const struct kmsctl_command *cmd;
+
+        if (argc == 0) {
+                usage(stdout);
+                return KMS_EXIT_OK;
+        }
+        cmd = find_command(argc, argv);
+        if (!cmd)
+                return unknown_command(argc, argv);
+        if ((size_t)argc > name_words(cmd->name)) {
+                fprintf(stderr, "kmsctl: unexpected argument '%s'\nTry 'kmsctl --help'.\n",
+                        argv[name_words(cmd->name)]);
+                return KMS_EXIT_USAGE;
+        }
+        kmsctl_command_help(cmd);
+        return KMS_EXIT_OK;
+}
+
+static int run(int argc, char **argv)
+{
+        static const struct option options[] = {
+                KMSCTL_GLOBAL_OPTIONS,
+                {"version", no_argument, NULL, KMSCTL_OPT_VERSION},
+                {},
+        };
+        const struct kmsctl_command *cmd;
+        size_t words;
+        int c;
+
+        opterr = 0;
+        /* '+': stop at the command; what follows belongs to it. */
+        while ((c = kmsctl_getopt(argc, argv, "+:h", options)) != -1) {
+                switch (c) {
+                case 'h': usage(stdout); return KMS_EXIT_OK;
+                case KMSCTL_OPT_VERSION: printf("kmsctl %s\n", KMS_VERSION); return KMS_EXIT_OK;
+                case KMSCTL_OPT_BUS:
+                case KMSCTL_OPT_BUS_ADDRESS:
+                case KMSCTL_OPT_TIMEOUT:
+                        if (kmsctl_bus_option(c, optarg) < 0)
+                                goto usage_error;
+                        break;
+                default: /* '?', already reported */ goto usage_error;
+                }
+        }
+        argc -= optind;
+        argv += optind;
+        if (argc == 0) {
+                usage(stderr);
+                return KMS_EXIT_USAGE;
+        }
+        if (strcmp(argv[0], "help") == 0)
+                return help(argc - 1, argv + 1);
+
+        cmd = find_command(argc, argv);
+        if (!cmd)
+                return unknown_command(argc, argv);
+        /* The command sees its last word as argv[0], as getopt expects. */
+        words = name_words(cmd->name);
+        return cmd->run(cmd, argc - (int)(words - 1), argv + (words - 1));
+
+usage_error:
+        fprintf(stderr, "Try 'kmsctl --help'.\n");
+        return KMS_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+        int r = run(argc, argv);
+
+        kmsctl_bus_close();
+        /* Output that did not reach stdout (a full disk, a closed pipe) is a
+         * failure, not a success with a truncated document. */
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "kmsctl: cannot write to standard output: %s\n", strerror(errno));
+                if (r == KMS_EXIT_OK)
+                        r = KMS_EXIT_FAILURE;
+        }
+        return r;
+}
