@@ -2,6 +2,7 @@
  * owns one backend session and one store connection, runs requests and
  * sends the replies itself, so a slow token call never stalls the bus. */
 #include <string.h>
+#include <time.h>
 
 #include "daemon.h"
 #include "kms-bus.h"
@@ -70,8 +71,20 @@ static void *worker_main(void *arg)
                 struct kms_request *req;
 
                 pthread_mutex_lock(&p->lock);
-                while (!p->head && !p->stopping)
-                        pthread_cond_wait(&p->cond, &p->lock);
+                while (!p->head && !p->stopping) {
+                        /* Wake once a second while idle, so use counts reach
+                         * the store within a flush interval even when no
+                         * request follows. */
+                        struct timespec until;
+
+                        clock_gettime(CLOCK_REALTIME, &until);
+                        until.tv_sec += 1;
+                        if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT) {
+                                pthread_mutex_unlock(&p->lock);
+                                kms_usage_maybe_flush(&w->daemon->usage, w->store, false);
+                                pthread_mutex_lock(&p->lock);
+                        }
+                }
                 req = p->head;
                 if (!req) {
                         /* stopping and drained */

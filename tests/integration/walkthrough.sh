@@ -86,6 +86,17 @@ expect_fail 1 "" kmsctl verify chat/alice --in tampered --sig msg.sig
 run openssl dgst -sha256 -verify alice.pem -signature msg.sig tampered
 if ((KMS_RC != 0)); then pass "openssl rejects the tampered message"; else fail "openssl verified a tampered message"; fi
 
+# ---------------------------------------------------------------- use count
+# One signature so far (verify is not a use). Counts are flushed to the
+# store about once a second, also when no further request comes: read the
+# database itself (sqlite3 as referee) after 2.5 s of quiet.
+sleep 2.5
+expect_eq "use count in the database after one signature" "1" \
+        "$(sqlite3 "$KMS_T/state/kmsd.db" "SELECT v.uses FROM key_versions v JOIN keys k ON k.id = v.key_id WHERE k.name = 'chat/alice'" 2>&1)"
+check "key show --json after the flush" kmsctl key show chat/alice --json
+cp "$KMS_OUT" alice-uses.json
+expect_eq "key show reports the use" "1" "$(kms_json alice-uses.json 'd["versions"][0]["uses"]' 2>&1)"
+
 # ---------------------------------------------------------------- status
 check "status" kmsctl status
 check "status --json" kmsctl status --json
