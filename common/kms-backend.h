@@ -49,6 +49,16 @@ struct kms_backend_ops {
          * already gone succeeds (idempotent, for crash recovery). */
         int (*destroy)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
 
+        /* 1 if the private key of id is in the device, 0 if not. */
+        int (*exists)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
+
+        /* Call cb once for every object id in the device whose label
+         * starts with prefix (reconciliation at start-up only: this walks
+         * the device's objects). Ids may repeat (private and public). */
+        int (*enumerate)(struct kms_backend_worker *w, const char *prefix,
+                         void (*cb)(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void *userdata),
+                         void *userdata);
+
         int (*info)(struct kms_backend *b, struct kms_backend_info *ret);
         void (*free)(struct kms_backend *b);
 };

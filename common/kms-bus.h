@@ -17,6 +17,7 @@
 #define KMS_ERROR_KEY_REVOKED     KMS_ERROR_PREFIX "KeyRevoked"
 #define KMS_ERROR_KEY_DISABLED    KMS_ERROR_PREFIX "KeyDisabled"
 #define KMS_ERROR_KEY_DESTROYED   KMS_ERROR_PREFIX "KeyDestroyed"
+#define KMS_ERROR_INVALID_STATE   KMS_ERROR_PREFIX "InvalidState"
 #define KMS_ERROR_LIMIT_EXCEEDED  KMS_ERROR_PREFIX "LimitExceeded"
 #define KMS_ERROR_BUSY            KMS_ERROR_PREFIX "Busy"
 #define KMS_ERROR_BACKEND         KMS_ERROR_PREFIX "Backend"
@@ -27,6 +28,8 @@
 /* Signals. */
 #define KMS_SIGNAL_KEY_CREATED    "KeyCreated"   /* (s name, u version) */
 #define KMS_SIGNAL_KEY_DESTROYED  "KeyDestroyed" /* (s name) */
+#define KMS_SIGNAL_KEY_ROTATED    "KeyRotated"   /* (s name, u version) */
+#define KMS_SIGNAL_KEY_REVOKED    "KeyRevoked"   /* (s name, u version, s reason) */
 
 /* Environment variable kmsctl reads when neither --bus nor --bus-address is
  * given; scripts/run prints a line that sets it. */

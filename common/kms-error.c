@@ -18,6 +18,7 @@ const char *kms_error_to_bus_name(int r)
         case KMS_E_REVOKED: return KMS_ERROR_KEY_REVOKED;
         case KMS_E_DISABLED: return KMS_ERROR_KEY_DISABLED;
         case KMS_E_DESTROYED: return KMS_ERROR_KEY_DESTROYED;
+        case KMS_E_STATE: return KMS_ERROR_INVALID_STATE;
         case -E2BIG:
         case -EMSGSIZE:
         case -EDQUOT: return KMS_ERROR_LIMIT_EXCEEDED;

@@ -18,6 +18,7 @@ enum {
 #define KMS_E_REVOKED (-EKEYREVOKED)
 #define KMS_E_DISABLED (-EKEYREJECTED)
 #define KMS_E_DESTROYED (-ENOKEY)
+#define KMS_E_STATE (-EALREADY) /* the change makes no sense in this state */
 
 /* Bus error name for a negative errno; never NULL (unknown → Internal). */
 const char *kms_error_to_bus_name(int r);

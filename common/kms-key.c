@@ -386,7 +386,29 @@ out:
 static const char *const key_state_names[_KMS_KEY_STATE_MAX] = {
         [KMS_KEY_ACTIVE] = "active",
         [KMS_KEY_DESTROYED] = "destroyed",
+        [KMS_KEY_DISABLED] = "disabled",
+        [KMS_KEY_REVOKED] = "revoked",
+        [KMS_KEY_LOST] = "lost",
 };
+
+static const char *const revoke_reason_names[_KMS_REVOKE_MAX] = {
+        [KMS_REVOKE_COMPROMISED] = "compromised",
+        [KMS_REVOKE_SUPERSEDED] = "superseded",
+        [KMS_REVOKE_RETIRED] = "retired",
+};
+
+enum kms_revoke_reason kms_revoke_reason_from_string(const char *s)
+{
+        for (int i = 0; s && i < _KMS_REVOKE_MAX; i++)
+                if (strcmp(s, revoke_reason_names[i]) == 0)
+                        return (enum kms_revoke_reason)i;
+        return KMS_REVOKE_INVALID;
+}
+
+const char *kms_revoke_reason_to_string(enum kms_revoke_reason r)
+{
+        return r >= 0 && r < _KMS_REVOKE_MAX ? revoke_reason_names[r] : NULL;
+}
 
 enum kms_key_state kms_key_state_from_string(const char *s)
 {

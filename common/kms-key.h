@@ -102,13 +102,30 @@ int kms_signature_verify(const uint8_t *spki, size_t spki_len, enum kms_algorith
                          enum kms_padding pad, const uint8_t *data, size_t data_len, const uint8_t *sig,
                          size_t sig_len);
 
-/* Key and version states. Later states (disabled, revoked) join here. */
+/* Key and version states (docs/lifecycle.md). Keys: active, disabled,
+ * revoked, destroyed. Versions: active, revoked, destroyed, lost. */
 enum kms_key_state {
         KMS_KEY_ACTIVE,
         KMS_KEY_DESTROYED,
+        KMS_KEY_DISABLED,
+        KMS_KEY_REVOKED,
+        KMS_KEY_LOST,
         _KMS_KEY_STATE_MAX,
         KMS_KEY_STATE_INVALID = -1,
 };
+
+enum kms_revoke_reason {
+        KMS_REVOKE_COMPROMISED,
+        KMS_REVOKE_SUPERSEDED,
+        KMS_REVOKE_RETIRED,
+        _KMS_REVOKE_MAX,
+        KMS_REVOKE_INVALID = -1,
+};
+
+enum kms_revoke_reason kms_revoke_reason_from_string(const char *s);
+const char *kms_revoke_reason_to_string(enum kms_revoke_reason r);
+
+#define KMS_MAX_REVOKE_NOTE 256u
 
 enum kms_key_state kms_key_state_from_string(const char *s);
 const char *kms_key_state_to_string(enum kms_key_state s);

@@ -51,6 +51,16 @@ struct kms_request {
         size_t data_len;
         const uint8_t *sig;
         size_t sig_len;
+
+        /* lifecycle options */
+        uint64_t rotate_every, rotate_after_uses;
+        uint32_t keep_versions;
+        bool rotate_every_set, rotate_after_uses_set, keep_versions_set;
+        uint64_t after; /* DestroyKey: seconds until destruction, 0 = now */
+        enum kms_revoke_reason reason;
+        char note[KMS_MAX_REVOKE_NOTE + 1];
+        bool no_replace;
+        uint32_t expected_primary; /* internal rotation requests */
 };
 
 /* A worker answers with a reply, or with a negative errno and a message
@@ -91,7 +101,9 @@ struct kms_pool {
 struct kms_usage_entry {
         int64_t key_id;
         uint32_t version;
-        uint64_t count;
+        uint64_t total;     /* uses known so far, stored and not */
+        uint64_t unflushed; /* of which not yet in the store */
+        bool limit_reported;
 };
 
 struct kms_usage_counter {
@@ -99,6 +111,15 @@ struct kms_usage_counter {
         struct kms_usage_entry *entries;
         size_t n, cap;
         uint64_t last_flush_ms;
+};
+
+/* The scheduler thread: sleeps until the next rotation period or
+ * scheduled destruction falls due, then queues the work for the pool. */
+struct kms_scheduler {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        pthread_t thread;
+        bool started, stopping, poked;
 };
 
 struct kms_daemon {
@@ -114,6 +135,7 @@ struct kms_daemon {
         struct kms_pool pool;
         struct kms_usage_counter usage;
         struct kms_key_cache key_cache;
+        struct kms_scheduler scheduler;
         uint64_t started_ms;
         atomic_bool stopping;
         void *callers; /* bus thread only: struct kms_caller_cache */
@@ -136,10 +158,22 @@ void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessag
 
 /* usage.c */
 void kms_usage_init(struct kms_usage_counter *u);
-void kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version);
+/* Count one use; stored_uses seeds a new entry with the store's count.
+ * Returns the total. *ret_first_over is true exactly once per version,
+ * when the total first reaches limit (0: no limit). */
+uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version, uint64_t stored_uses,
+                       bool *ret_first_over, uint64_t limit);
 /* Write the counts to store if force or a second has passed. */
 void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store, bool force);
 void kms_usage_free(struct kms_usage_counter *u);
+
+/* scheduler.c */
+int kms_scheduler_start(struct kms_daemon *d);
+/* Something changed (a commit): recompute the next due time. */
+void kms_scheduler_poke(struct kms_daemon *d);
+void kms_scheduler_stop(struct kms_daemon *d);
+/* Queue an internal request (rotation, destruction) run as kmsd itself. */
+int kms_internal_submit(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary);
 
 /* caller.c: identity of a bus peer, from the bus daemon. */
 int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_caller *ret);

@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "kms-log.h"
 #include "kms-pkcs11.h"
+#include "lifecycle.h"
 
 static void usage(FILE *f)
 {
@@ -52,39 +53,6 @@ static int make_state_dir(const char *dir)
         if (!S_ISDIR(st.st_mode))
                 return -ENOTDIR;
         return 0;
-}
-
-/* Finish destructions that a crash or a token error interrupted: every
- * object of a destroyed key is removed again (idempotent, by CKA_ID). */
-static void finish_destructions(struct kms_daemon *d)
-{
-        struct kms_backend_worker *bw = NULL;
-        struct kms_store *store = NULL;
-        struct kms_key_record *keys = NULL;
-        size_t n = 0;
-
-        if (kms_store_open(d->db_path, &store) < 0 || d->backend->ops->worker_open(d->backend, &bw) < 0)
-                goto out;
-        if (kms_store_key_list(store, true, &keys, &n) < 0)
-                goto out;
-        for (size_t i = 0; i < n; i++) {
-                struct kms_key_record *k = NULL;
-
-                if (keys[i].state != KMS_KEY_DESTROYED || kms_store_key_get(store, keys[i].name, true, &k) < 0)
-                        continue;
-                for (size_t j = 0; j < k->n_versions; j++) {
-                        int r = d->backend->ops->destroy(bw, k->versions[j].backend_id);
-                        if (r < 0)
-                                log_warning("destroyed key '%s' version %u: token objects still present: %s", k->name,
-                                            k->versions[j].version, strerror(-r));
-                }
-                kms_key_record_free(k);
-        }
-out:
-        kms_key_records_free(keys, n);
-        if (bw)
-                d->backend->ops->worker_close(bw);
-        kms_store_close(store);
 }
 
 static void print_config(const struct kms_config *c)
@@ -243,7 +211,8 @@ int main(int argc, char **argv)
                         goto out;
                 }
         }
-        finish_destructions(d);
+        /* Before any request: finish what a crash interrupted. */
+        kms_lifecycle_reconcile(d);
 
         r = kms_pool_start(d, d->cfg.workers);
         if (r < 0)
@@ -254,6 +223,15 @@ int main(int argc, char **argv)
                 kms_pool_stop(&d->pool);
                 goto out;
         }
+        /* After the bus: its work emits signals. Rotations that fell due
+         * while kmsd was stopped are queued now. */
+        r = kms_scheduler_start(d);
+        if (r < 0) {
+                log_error("cannot start the scheduler: %s", strerror(-r));
+                kms_bus_close(d);
+                kms_pool_stop(&d->pool);
+                goto out;
+        }
         log_info("kmsd %s ready on the %s bus as %s (token '%s', %u workers)", KMS_VERSION, d->cfg.bus,
                  "org.kmsd.KeyManager1", d->cfg.token_label ? d->cfg.token_label : d->cfg.token_serial,
                  d->cfg.workers);
@@ -261,6 +239,7 @@ int main(int argc, char **argv)
         r = kms_bus_run(d);
         atomic_store(&d->stopping, true);
         /* Requests already queued are answered; new ones get ShuttingDown. */
+        kms_scheduler_stop(d);
         kms_pool_stop(&d->pool);
         kms_bus_close(d);
         ret = r < 0 ? 1 : 0;

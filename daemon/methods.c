@@ -10,17 +10,9 @@
 #include "kms-bus.h"
 #include "kms-error.h"
 #include "kms-log.h"
+#include "lifecycle.h"
 
-static int fail(char *errmsg, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);
-static int fail(char *errmsg, size_t errlen, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errmsg, errlen, fmt, ap);
-        va_end(ap);
-        return r;
-}
+#define fail kms_errorf
 
 /* ---- parsing (bus thread) ---------------------------------------------- */
 
@@ -136,6 +128,112 @@ static int option_verify(struct kms_request *req, const char *key, DBusMessageIt
         return option_sign(req, key, var, errmsg, errlen);
 }
 
+static int option_u64(DBusMessageIter *var, const char *key, uint64_t min, uint64_t *ret, char *errmsg, size_t errlen)
+{
+        dbus_uint64_t v;
+        int r = expect_type(var, DBUS_TYPE_UINT64, "t", key, errmsg, errlen);
+
+        if (r < 0)
+                return r;
+        dbus_message_iter_get_basic(var, &v);
+        if (v < min || v > (uint64_t)INT64_MAX / 2)
+                return fail(errmsg, errlen, -EINVAL, "option '%s' = %llu is out of range", key, (unsigned long long)v);
+        *ret = v;
+        return 0;
+}
+
+/* Rotation settings; min 1 at create, 0 (clear) allowed for SetKeyOptions. */
+static int option_settings_min(struct kms_request *req, const char *key, DBusMessageIter *var, uint64_t min,
+                               char *errmsg, size_t errlen)
+{
+        uint64_t v;
+        int r;
+
+        if (strcmp(key, "rotate_every") == 0) {
+                r = option_u64(var, key, min, &req->rotate_every, errmsg, errlen);
+                req->rotate_every_set = r >= 0;
+                return r;
+        }
+        if (strcmp(key, "rotate_after_uses") == 0) {
+                r = option_u64(var, key, min, &req->rotate_after_uses, errmsg, errlen);
+                req->rotate_after_uses_set = r >= 0;
+                return r;
+        }
+        if (strcmp(key, "keep_versions") == 0) {
+                dbus_uint32_t u;
+
+                r = expect_type(var, DBUS_TYPE_UINT32, "u", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &u);
+                v = u;
+                if (v < min || v > KMS_MAX_VERSIONS)
+                        return fail(errmsg, errlen, -EINVAL, "option 'keep_versions' = %u is out of range (%llu..%u)",
+                                    (unsigned)u, (unsigned long long)min, KMS_MAX_VERSIONS);
+                req->keep_versions = u;
+                req->keep_versions_set = true;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+static int option_settings(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        return option_settings_min(req, key, var, 1, errmsg, errlen);
+}
+
+static int option_set_key(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        return option_settings_min(req, key, var, 0, errmsg, errlen);
+}
+
+static int option_destroy(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        if (strcmp(key, "after") == 0)
+                return option_u64(var, key, 1, &req->after, errmsg, errlen);
+        return -ENOENT;
+}
+
+static int option_revoke(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        const char *s;
+        dbus_bool_t b;
+        int r;
+
+        if (strcmp(key, "reason") == 0) {
+                r = expect_type(var, DBUS_TYPE_STRING, "s", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &s);
+                req->reason = kms_revoke_reason_from_string(s);
+                if (req->reason == KMS_REVOKE_INVALID)
+                        return fail(errmsg, errlen, -EINVAL,
+                                    "unknown revocation reason '%.32s' (compromised, superseded, retired)", s);
+                return 0;
+        }
+        if (strcmp(key, "note") == 0) {
+                r = expect_type(var, DBUS_TYPE_STRING, "s", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &s);
+                if (strlen(s) > KMS_MAX_REVOKE_NOTE)
+                        return fail(errmsg, errlen, -EINVAL, "the note is longer than %u bytes", KMS_MAX_REVOKE_NOTE);
+                snprintf(req->note, sizeof(req->note), "%s", s);
+                return 0;
+        }
+        if (strcmp(key, "no_replace") == 0) {
+                r = expect_type(var, DBUS_TYPE_BOOLEAN, "b", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &b);
+                req->no_replace = b;
+                return 0;
+        }
+        if (strcmp(key, "version") == 0)
+                return option_verify(req, key, var, errmsg, errlen);
+        return -ENOENT;
+}
+
 static int option_create(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
         int r;
@@ -163,6 +261,9 @@ static int option_create(struct kms_request *req, const char *key, DBusMessageIt
                         return fail(errmsg, errlen, -EINVAL, "option 'usages' is empty");
                 return 0;
         }
+        r = option_settings(req, key, var, errmsg, errlen);
+        if (r != -ENOENT)
+                return r;
         if (strcmp(key, "owner") == 0) {
                 dbus_uint32_t v;
 
@@ -328,7 +429,49 @@ static int parse_destroy(struct kms_daemon *d, struct kms_request *req, char *er
         r = parse_name(&it, req, errmsg, errlen);
         if (r < 0)
                 return r;
-        return parse_options(&it, "DestroyKey", NULL, req, errmsg, errlen);
+        return parse_options(&it, "DestroyKey", option_destroy, req, errmsg, errlen);
+}
+
+/* (s name, a{sv} options) with the option parser of the method. */
+static int parse_name_and_options(struct kms_request *req, option_fn fn, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        return parse_options(&it, dbus_message_get_member(req->msg), fn, req, errmsg, errlen);
+}
+
+static int parse_no_options(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        return parse_name_and_options(req, NULL, errmsg, errlen);
+}
+
+static int parse_set_key(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        return parse_name_and_options(req, option_set_key, errmsg, errlen);
+}
+
+static int parse_revoke(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        int r;
+
+        req->reason = KMS_REVOKE_INVALID;
+        r = parse_name_and_options(req, option_revoke, errmsg, errlen);
+        if (r >= 0 && req->reason == KMS_REVOKE_INVALID)
+                return fail(errmsg, errlen, -EINVAL, "RevokeKey needs the option 'reason' (compromised, superseded, retired)");
+        return r;
+}
+
+static int parse_list_revoked(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return parse_options(&it, "ListRevoked", NULL, req, errmsg, errlen);
 }
 
 static int parse_none(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
@@ -402,7 +545,9 @@ static bool append_version(DBusMessageIter *arr, const struct kms_key_version_re
                dict_add_str(&dict, "state", kms_key_state_to_string(v->state)) &&
                dict_add_i64(&dict, "created", v->created) && dict_add_str(&dict, "backend_id", id) &&
                dict_add_str(&dict, "fingerprint", fp) && dict_add_u64(&dict, "uses", v->uses) &&
-               dbus_message_iter_close_container(arr, &dict);
+               dict_add_i64(&dict, "revoked_at", v->revoked_at) &&
+               dict_add_str(&dict, "revoke_reason", v->revoke_reason) &&
+               dict_add_str(&dict, "revoke_note", v->revoke_note) && dbus_message_iter_close_container(arr, &dict);
 }
 
 /* Append the key dictionary (a{sv}) of docs/dbus-api.md. */
@@ -417,7 +562,15 @@ static bool append_key(DBusMessageIter *it, const struct kms_key_record *k, bool
              dict_add_str(&dict, "backend", k->backend) && dict_add_str(&dict, "state", kms_key_state_to_string(k->state)) &&
              dict_add_u32(&dict, "owner", k->owner) && dict_add_usages(&dict, k->usages) &&
              dict_add_i64(&dict, "created", k->created) && dict_add_u32(&dict, "primary_version", k->primary_version) &&
-             dict_add_u32(&dict, "version_count", k->version_count);
+             dict_add_u32(&dict, "version_count", k->version_count) &&
+             dict_add_u64(&dict, "rotate_every", k->rotate_every) &&
+             dict_add_u64(&dict, "rotate_after_uses", k->rotate_after_uses) &&
+             dict_add_u32(&dict, "keep_versions", k->keep_versions) &&
+             dict_add_i64(&dict, "next_rotation",
+                          k->rotate_every && k->state == KMS_KEY_ACTIVE && k->primary_created > 0
+                                  ? k->primary_created + (int64_t)k->rotate_every
+                                  : 0) &&
+             dict_add_i64(&dict, "destroy_at", k->destroy_at);
         if (ok && with_versions) {
                 DBusMessageIter entry, var, arr;
                 const char *key = "versions";
@@ -526,6 +679,9 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         key.usages = req->usages;
         key.created = v1.created = kms_now_unix();
         key.state = KMS_KEY_ACTIVE;
+        key.rotate_every = req->rotate_every;
+        key.rotate_after_uses = req->rotate_after_uses;
+        key.keep_versions = req->keep_versions;
         r = kms_store_key_insert(w->store, &key, &v1);
         if (r < 0) {
                 int r2 = ops->destroy(w->backend, v1.backend_id);
@@ -677,7 +833,7 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         r = authorize(req, KMS_OP_SIGN, k.owner, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = check_usable(&k, errmsg, errlen);
+        r = kms_lifecycle_check_use(&k, &v, true, errmsg, errlen);
         if (r < 0)
                 return r;
         if (!(k.usages & KMS_USAGE_SIGN))
@@ -699,7 +855,15 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
                 return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
                             "the token could not sign with key '%s' version %u: %s", req->name, v.version,
                             r == -ENOENT ? "its private key is missing from the token" : strerror(-r));
-        kms_usage_add(&d->usage, k.id, v.version);
+        {
+                bool due = false;
+
+                kms_usage_add(&d->usage, k.id, v.version, v.uses, &due, k.rotate_after_uses);
+                /* The use that reaches the limit queues one rotation; the
+                 * signatures in flight meanwhile still use this version. */
+                if (due && kms_internal_submit(d, "UsageRotate", k.name, v.version) < 0)
+                        log_warning("key '%s': use limit reached but the rotation could not be queued", k.name);
+        }
 
         used = v.version;
         r = new_reply(req, ret, &it);
@@ -725,7 +889,7 @@ static int run_verify(struct kms_worker *w, struct kms_request *req, DBusMessage
                 return r;
         r = authorize(req, KMS_OP_VERIFY, k.owner, errmsg, errlen);
         if (r >= 0)
-                r = check_usable(&k, errmsg, errlen);
+                r = kms_lifecycle_check_use(&k, &v, false, errmsg, errlen);
         if (r >= 0)
                 r = resolve_scheme(req, &k, &h, &pad, errmsg, errlen);
         if (r >= 0) {
@@ -748,45 +912,278 @@ static int run_verify(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_daemon *d = w->daemon;
         struct kms_key_record *k = NULL;
         DBusMessageIter it;
-        int r, failed = 0;
+        char by[64];
+        int r;
 
-        r = kms_store_key_get(w->store, req->name, true, &k);
+        r = kms_store_key_get(w->store, req->name, false, &k);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
         r = authorize(req, KMS_OP_DESTROY, k->owner, errmsg, errlen);
         if (r >= 0)
                 r = check_usable(k, errmsg, errlen);
-        /* Metadata first: from here on nothing will use the key, even if
-         * kmsd dies before the token objects are gone. */
-        if (r >= 0) {
-                r = kms_store_key_set_state(w->store, req->name, KMS_KEY_DESTROYED);
+        if (r >= 0 && req->after) {
+                int64_t at = kms_now_unix() + (int64_t)req->after;
+
+                r = kms_store_key_set_destroy_at(w->store, req->name, at);
                 if (r < 0)
                         store_fail(r, req, errmsg, errlen);
+                else
+                        log_info("key '%s' scheduled for destruction in %llu s by uid %u", req->name,
+                                 (unsigned long long)req->after, (unsigned)req->caller.uid);
+        } else if (r >= 0) {
+                snprintf(by, sizeof(by), "at the request of uid %u", (unsigned)req->caller.uid);
+                r = kms_lifecycle_destroy(w, req->name, by, errmsg, errlen);
         }
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        return new_reply(req, ret, &it);
+}
+
+/* Load the key for a state change by its owner (or root). */
+static int load_for_change(struct kms_worker *w, struct kms_request *req, enum kms_operation op, bool with_versions,
+                           struct kms_key_record **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        int r;
+
+        r = kms_store_key_get(w->store, req->name, with_versions, &k);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = authorize(req, op, k->owner, errmsg, errlen);
         if (r < 0) {
                 kms_key_record_free(k);
                 return r;
         }
-        for (size_t i = 0; i < k->n_versions; i++) {
-                int r2 = d->backend->ops->destroy(w->backend, k->versions[i].backend_id);
-                if (r2 < 0) {
-                        log_error("key '%s' version %u: token objects not destroyed (%s); kmsd retries at start-up",
-                                  req->name, k->versions[i].version, strerror(-r2));
-                        failed = r2;
-                }
-        }
+        *ret = k;
+        return 0;
+}
+
+static int reply_u32(struct kms_request *req, DBusMessage **ret, uint32_t v)
+{
+        DBusMessageIter it;
+        dbus_uint32_t x = v;
+        int r = new_reply(req, ret, &it);
+
+        if (r >= 0 && !dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &x))
+                r = -ENOMEM;
+        return r;
+}
+
+static int run_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        uint32_t version = 0;
+        int r;
+
+        r = load_for_change(w, req, KMS_OP_ROTATE, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
         kms_key_record_free(k);
-        log_info("destroyed key '%s' at the request of uid %u", req->name, (unsigned)req->caller.uid);
-        kms_bus_emit(d, KMS_SIGNAL_KEY_DESTROYED, DBUS_TYPE_STRING, &(const char *){ req->name }, DBUS_TYPE_INVALID);
-        if (failed < 0)
-                return fail(errmsg, errlen, failed,
-                            "key '%s' is destroyed and unusable, but the token refused to delete some objects (%s); "
-                            "kmsd retries at its next start",
-                            req->name, strerror(-failed));
+        r = kms_lifecycle_rotate(w, req->name, 0, &version, errmsg, errlen);
+        if (r < 0)
+                return r;
+        return reply_u32(req, ret, version);
+}
+
+static int run_revoke(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        uint32_t primary = 0;
+        int r;
+
+        r = load_for_change(w, req, KMS_OP_REVOKE, true, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_lifecycle_revoke(w, k, req->version, !req->no_replace, req->reason, req->note, &primary, errmsg, errlen);
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        return reply_u32(req, ret, primary);
+}
+
+static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                            size_t errlen)
+{
+        struct kms_key_record *keys = NULL;
+        DBusMessageIter it, arr;
+        size_t n = 0;
+        int r;
+
+        r = authorize(req, KMS_OP_READ, (uid_t)-1, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_store_key_list(w->store, true, &keys, &n);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct kms_key_record *k = NULL;
+
+                if (kms_store_key_get(w->store, keys[i].name, true, &k) < 0)
+                        continue;
+                for (size_t j = 0; r >= 0 && j < k->n_versions; j++) {
+                        const struct kms_key_version_record *v = &k->versions[j];
+                        _cleanup_(freep) char *fp = NULL;
+                        DBusMessageIter dict;
+
+                        if (v->state != KMS_KEY_REVOKED)
+                                continue;
+                        fp = kms_spki_fingerprint(v->spki, v->spki_len);
+                        if (!fp || !dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "{sv}", &dict) ||
+                            !dict_add_str(&dict, "name", k->name) || !dict_add_u32(&dict, "version", v->version) ||
+                            !dict_add_i64(&dict, "revoked_at", v->revoked_at) ||
+                            !dict_add_str(&dict, "reason", v->revoke_reason) ||
+                            !dict_add_str(&dict, "note", v->revoke_note) || !dict_add_str(&dict, "fingerprint", fp) ||
+                            !dbus_message_iter_close_container(&arr, &dict))
+                                r = -ENOMEM;
+                }
+                kms_key_record_free(k);
+        }
+        if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
+                r = -ENOMEM;
+        kms_key_records_free(keys, n);
+        return r;
+}
+
+static int run_enable_disable(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                              size_t errlen)
+{
+        bool enable = strcmp(req->method->member, "EnableKey") == 0;
+        enum kms_key_state from = enable ? KMS_KEY_DISABLED : KMS_KEY_ACTIVE;
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = load_for_change(w, req, KMS_OP_DISABLE, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (k->state != from)
+                r = fail(errmsg, errlen, KMS_E_STATE, "key '%s' is %s; only %s keys can be %s", req->name,
+                         kms_key_state_to_string(k->state), kms_key_state_to_string(from),
+                         enable ? "enabled" : "disabled");
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        r = kms_store_key_set_state(w->store, req->name, enable ? KMS_KEY_ACTIVE : KMS_KEY_DISABLED);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        log_info("key '%s' %s by uid %u", req->name, enable ? "enabled" : "disabled", (unsigned)req->caller.uid);
         return new_reply(req, ret, &it);
+}
+
+static int run_cancel_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                              size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = load_for_change(w, req, KMS_OP_DESTROY, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (k->destroy_at == 0)
+                r = fail(errmsg, errlen, KMS_E_STATE, "no destruction of key '%s' is scheduled", req->name);
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        r = kms_store_key_set_destroy_at(w->store, req->name, 0);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        log_info("scheduled destruction of key '%s' cancelled by uid %u", req->name, (unsigned)req->caller.uid);
+        return new_reply(req, ret, &it);
+}
+
+static int run_set_key(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = load_for_change(w, req, KMS_OP_ROTATE, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (k->state == KMS_KEY_DESTROYED || k->state == KMS_KEY_REVOKED)
+                r = fail(errmsg, errlen, KMS_E_STATE, "key '%s' is %s", req->name, kms_key_state_to_string(k->state));
+        else
+                r = kms_store_key_set_settings(w->store, req->name,
+                                               req->rotate_every_set ? req->rotate_every : k->rotate_every,
+                                               req->rotate_after_uses_set ? req->rotate_after_uses : k->rotate_after_uses,
+                                               req->keep_versions_set ? req->keep_versions : k->keep_versions);
+        kms_key_record_free(k);
+        if (r < 0)
+                return r == KMS_E_STATE ? r : store_fail(r, req, errmsg, errlen);
+        if (req->keep_versions_set)
+                kms_lifecycle_trim(w, req->name);
+        r = kms_store_key_get(w->store, req->name, true, &k);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !append_key(&it, k, true))
+                r = -ENOMEM;
+        kms_key_record_free(k);
+        return r;
+}
+
+/* Internal requests (msg == NULL) queued by the scheduler and the use
+ * counter; they run as kmsd itself. */
+static int run_internal_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                               size_t errlen)
+{
+        uint32_t version = 0;
+
+        return kms_lifecycle_rotate(w, req->name, req->expected_primary, &version, errmsg, errlen);
+}
+
+static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                                size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        int r;
+
+        r = kms_store_key_get(w->store, req->name, false, &k);
+        if (r < 0)
+                return store_fail(r, req, errmsg, errlen);
+        /* Still scheduled, and due? It may have been cancelled meanwhile. */
+        r = k->destroy_at != 0 && k->destroy_at <= kms_now_unix() && k->state != KMS_KEY_DESTROYED;
+        kms_key_record_free(k);
+        if (!r)
+                return 0;
+        return kms_lifecycle_destroy(w, req->name, "scheduled destruction", errmsg, errlen);
+}
+
+static const struct kms_method internal_methods[] = {
+        { "ScheduledRotate", "", NULL, run_internal_rotate },
+        { "UsageRotate", "", NULL, run_internal_rotate },
+        { "ScheduledDestroy", "", NULL, run_internal_destroy },
+};
+
+int kms_internal_submit(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary)
+{
+        const struct kms_method *m = NULL;
+        struct kms_request *req;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(internal_methods); i++)
+                if (strcmp(internal_methods[i].member, member) == 0)
+                        m = &internal_methods[i];
+        if (!m)
+                return -EINVAL;
+        req = calloc(1, sizeof(*req));
+        if (!req)
+                return -ENOMEM;
+        req->method = m;
+        req->caller = (struct kms_caller){ .uid = 0, .pid = getpid() };
+        snprintf(req->name, sizeof(req->name), "%s", name);
+        req->expected_primary = expected_primary;
+        r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
+        if (r < 0)
+                kms_request_free(req);
+        return r;
 }
 
 static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
@@ -826,6 +1223,13 @@ static const struct kms_method methods[] = {
         { "SignDigest", "saya{sv}", parse_sign_digest, run_sign },
         { "Verify", "sayaya{sv}", parse_verify, run_verify },
         { "DestroyKey", "sa{sv}", parse_destroy, run_destroy },
+        { "RotateKey", "sa{sv}", parse_no_options, run_rotate },
+        { "RevokeKey", "sa{sv}", parse_revoke, run_revoke },
+        { "ListRevoked", "a{sv}", parse_list_revoked, run_list_revoked },
+        { "DisableKey", "sa{sv}", parse_no_options, run_enable_disable },
+        { "EnableKey", "sa{sv}", parse_no_options, run_enable_disable },
+        { "CancelDestroy", "sa{sv}", parse_no_options, run_cancel_destroy },
+        { "SetKeyOptions", "sa{sv}", parse_set_key, run_set_key },
         { "GetStatus", "", parse_none, run_status },
 };
 

@@ -20,7 +20,7 @@ void kms_request_free(struct kms_request *req)
 
 void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessage *reply, int r, const char *errmsg)
 {
-        if (dbus_message_get_no_reply(req->msg)) {
+        if (!req->msg || dbus_message_get_no_reply(req->msg)) {
                 if (reply)
                         dbus_message_unref(reply);
                 return;
@@ -43,7 +43,12 @@ static void run_request(struct kms_worker *w, struct kms_request *req)
         char errmsg[KMS_ERRMSG_MAX] = "";
         int r;
 
+        uint64_t gen = kms_store_generation();
+
         r = req->method->run(w, req, &reply, errmsg, sizeof(errmsg));
+        /* A committed change may move the next scheduled event. */
+        if (kms_store_generation() != gen)
+                kms_scheduler_poke(w->daemon);
         if (r < 0) {
                 if (reply) {
                         dbus_message_unref(reply);

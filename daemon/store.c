@@ -20,15 +20,25 @@ enum stmt_id {
         STMT_KEY_LIST,
         STMT_KEY_COUNT,
         STMT_KEY_SET_STATE,
-        STMT_VERSIONS_SET_STATE,
         STMT_VERSION_ADD_USES,
+        STMT_KEY_DESTROY,
+        STMT_VERSIONS_DESTROY,
+        STMT_KEY_SET_SETTINGS,
+        STMT_KEY_SET_DESTROY_AT,
+        STMT_KEY_SET_PRIMARY,
+        STMT_VERSION_REVOKE,
+        STMT_KEY_SET_REVOKED,
+        STMT_VERSION_SET_STATE,
         _STMT_MAX,
 };
 
 #define KEY_COLUMNS                                                                                          \
         "k.id, k.name, k.algorithm, k.backend, k.usages, k.owner, k.created, k.state, k.primary_version, "   \
-        "(SELECT COUNT(*) FROM key_versions v2 WHERE v2.key_id = k.id)"
-#define VERSION_COLUMNS "v.version, v.state, v.created, v.backend_id, v.spki, v.uses"
+        "(SELECT COUNT(*) FROM key_versions v2 WHERE v2.key_id = k.id), "                                     \
+        "(SELECT v3.created FROM key_versions v3 WHERE v3.key_id = k.id AND v3.version = k.primary_version), " \
+        "k.rotate_every, k.rotate_after_uses, k.keep_versions, k.destroy_at"
+#define KEY_NCOLUMNS 15
+#define VERSION_COLUMNS "v.version, v.state, v.created, v.backend_id, v.spki, v.uses, v.revoked_at, v.revoke_reason, v.revoke_note"
 
 static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_KEY_GET] = "SELECT " KEY_COLUMNS " FROM keys k WHERE k.name = ?1",
@@ -36,15 +46,25 @@ static const char *const stmt_sql[_STMT_MAX] = {
                                  " FROM keys k JOIN key_versions v ON v.key_id = k.id"
                                  " WHERE k.name = ?1 AND v.version = CASE ?2 WHEN 0 THEN k.primary_version ELSE ?2 END",
         [STMT_VERSIONS_OF] = "SELECT " VERSION_COLUMNS " FROM key_versions v WHERE v.key_id = ?1 ORDER BY v.version",
-        [STMT_KEY_INSERT] = "INSERT INTO keys (name, algorithm, backend, usages, owner, created, state, primary_version)"
-                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [STMT_KEY_INSERT] = "INSERT INTO keys (name, algorithm, backend, usages, owner, created, state, primary_version,"
+                            " rotate_every, rotate_after_uses, keep_versions)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         [STMT_VERSION_INSERT] = "INSERT INTO key_versions (key_id, version, state, created, backend_id, spki, uses)"
                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_KEY_LIST] = "SELECT " KEY_COLUMNS " FROM keys k WHERE ?1 OR k.state != 'destroyed' ORDER BY k.name",
         [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE ?1 OR k.state != 'destroyed'",
         [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1",
-        [STMT_VERSIONS_SET_STATE] = "UPDATE key_versions SET state = ?2 WHERE key_id = (SELECT id FROM keys WHERE name = ?1)",
         [STMT_VERSION_ADD_USES] = "UPDATE key_versions SET uses = uses + ?3 WHERE key_id = ?1 AND version = ?2",
+        [STMT_KEY_DESTROY] = "UPDATE keys SET state = 'destroyed', destroy_at = 0 WHERE name = ?1",
+        [STMT_VERSIONS_DESTROY] = "UPDATE key_versions SET state = 'destroyed' WHERE state != 'revoked'"
+                                  " AND key_id = (SELECT id FROM keys WHERE name = ?1)",
+        [STMT_KEY_SET_SETTINGS] = "UPDATE keys SET rotate_every = ?2, rotate_after_uses = ?3, keep_versions = ?4 WHERE name = ?1",
+        [STMT_KEY_SET_DESTROY_AT] = "UPDATE keys SET destroy_at = ?2 WHERE name = ?1",
+        [STMT_KEY_SET_PRIMARY] = "UPDATE keys SET primary_version = ?2 WHERE id = ?1",
+        [STMT_VERSION_REVOKE] = "UPDATE key_versions SET state = 'revoked', revoked_at = ?3, revoke_reason = ?4, revoke_note = ?5"
+                                " WHERE key_id = ?1 AND (?2 = 0 OR version = ?2) AND state IN ('active', 'lost')",
+        [STMT_KEY_SET_REVOKED] = "UPDATE keys SET state = 'revoked', destroy_at = 0 WHERE id = ?1",
+        [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
 };
 
 static const char schema_v1[] =
@@ -67,6 +87,17 @@ static const char schema_v1[] =
         " spki BLOB NOT NULL,"
         " uses INTEGER NOT NULL DEFAULT 0,"
         " PRIMARY KEY (key_id, version));";
+
+/* Lifecycle (issue 3): rotation settings, scheduled destruction,
+ * revocation records. */
+static const char schema_v2[] =
+        "ALTER TABLE keys ADD COLUMN rotate_every INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE keys ADD COLUMN rotate_after_uses INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE keys ADD COLUMN keep_versions INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE keys ADD COLUMN destroy_at INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE key_versions ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE key_versions ADD COLUMN revoke_reason TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE key_versions ADD COLUMN revoke_note TEXT NOT NULL DEFAULT '';";
 
 struct kms_store;
 static int exec(struct kms_store *s, const char *sql);
@@ -153,7 +184,12 @@ static int migrate(struct kms_store *s)
                 if (r < 0)
                         goto fail;
         }
-        r = exec(s, "PRAGMA user_version = 1");
+        if (version < 2) {
+                r = exec(s, schema_v2);
+                if (r < 0)
+                        goto fail;
+        }
+        r = exec(s, "PRAGMA user_version = 2");
         if (r < 0)
                 goto fail;
         return exec(s, "COMMIT");
@@ -256,6 +292,11 @@ static int read_key(sqlite3_stmt *st, struct kms_key_record *k)
         k->state = kms_key_state_from_string(state);
         k->primary_version = (uint32_t)sqlite3_column_int64(st, 8);
         k->version_count = (uint32_t)sqlite3_column_int64(st, 9);
+        k->primary_created = sqlite3_column_int64(st, 10);
+        k->rotate_every = (uint64_t)sqlite3_column_int64(st, 11);
+        k->rotate_after_uses = (uint64_t)sqlite3_column_int64(st, 12);
+        k->keep_versions = (uint32_t)sqlite3_column_int64(st, 13);
+        k->destroy_at = sqlite3_column_int64(st, 14);
         if (k->algorithm == KMS_ALG_INVALID || k->state == KMS_KEY_STATE_INVALID)
                 return KMS_E_STORE;
         return 0;
@@ -275,6 +316,11 @@ static int read_version(sqlite3_stmt *st, int col, bool want_spki, struct kms_ke
                 return KMS_E_STORE;
         memcpy(v->backend_id, id, KMS_KEY_ID_BYTES);
         v->uses = (uint64_t)sqlite3_column_int64(st, col + 5);
+        v->revoked_at = sqlite3_column_int64(st, col + 6);
+        snprintf(v->revoke_reason, sizeof(v->revoke_reason), "%s",
+                 sqlite3_column_text(st, col + 7) ? (const char *)sqlite3_column_text(st, col + 7) : "");
+        snprintf(v->revoke_note, sizeof(v->revoke_note), "%s",
+                 sqlite3_column_text(st, col + 8) ? (const char *)sqlite3_column_text(st, col + 8) : "");
         if (want_spki) {
                 const void *spki = sqlite3_column_blob(st, col + 4);
                 int n = sqlite3_column_bytes(st, col + 4);
@@ -370,7 +416,7 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
         else {
                 r = read_key(st, &k);
                 if (r >= 0)
-                        r = read_version(st, 10, want_spki, &v);
+                        r = read_version(st, KEY_NCOLUMNS, want_spki, &v);
         }
         sqlite3_reset(st);
         if (r < 0) {
@@ -407,6 +453,9 @@ int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, 
         sqlite3_bind_int64(st, 6, key->created);
         sqlite3_bind_text(st, 7, kms_key_state_to_string(KMS_KEY_ACTIVE), -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 8, v1->version);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)key->rotate_every);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)key->rotate_after_uses);
+        sqlite3_bind_int64(st, 11, key->keep_versions);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc != SQLITE_DONE) {
@@ -497,51 +546,222 @@ int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret
         return 0;
 }
 
+/* Run one prepared statement with the binds already made; the number of
+ * rows it changed goes to *ret_changes if not NULL. */
+static int step_done(struct kms_store *s, sqlite3_stmt *st, const char *what, int *ret_changes)
+{
+        int rc = sqlite3_step(st);
+
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+                return sql_err(s, rc, what);
+        if (ret_changes)
+                *ret_changes = sqlite3_changes(s->db);
+        return 0;
+}
+
+/* One UPDATE by key name in its own transaction; -ENOENT if no key. */
+static int update_by_name(struct kms_store *s, sqlite3_stmt *st, const char *what)
+{
+        int changes = 0, r;
+
+        if (!st)
+                return KMS_E_STORE;
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0) {
+                sqlite3_reset(st);
+                return r;
+        }
+        r = step_done(s, st, what, &changes);
+        if (r >= 0 && changes == 0)
+                r = -ENOENT;
+        if (r < 0) {
+                (void)exec(s, "ROLLBACK");
+                return r;
+        }
+        return commit_change(s);
+}
+
 int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state)
 {
         const char *st_name = kms_key_state_to_string(state);
         sqlite3_stmt *st;
-        int rc, r;
 
         if (!st_name)
+                return -EINVAL;
+        st = stmt(s, STMT_KEY_SET_STATE);
+        if (st) {
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
+        }
+        return update_by_name(s, st, "set state");
+}
+
+int kms_store_key_set_settings(struct kms_store *s, const char *name, uint64_t rotate_every,
+                               uint64_t rotate_after_uses, uint32_t keep_versions)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_SET_SETTINGS);
+
+        if (st) {
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, (sqlite3_int64)rotate_every);
+                sqlite3_bind_int64(st, 3, (sqlite3_int64)rotate_after_uses);
+                sqlite3_bind_int64(st, 4, keep_versions);
+        }
+        return update_by_name(s, st, "set settings");
+}
+
+int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t destroy_at)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_SET_DESTROY_AT);
+
+        if (st) {
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, destroy_at);
+        }
+        return update_by_name(s, st, "set destroy_at");
+}
+
+int kms_store_key_destroy(struct kms_store *s, const char *name)
+{
+        sqlite3_stmt *st;
+        int changes = 0, r;
+
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_KEY_DESTROY);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        r = step_done(s, st, "destroy key", &changes);
+        if (r >= 0 && changes == 0)
+                r = -ENOENT;
+        if (r < 0)
+                goto fail;
+        st = stmt(s, STMT_VERSIONS_DESTROY);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        r = step_done(s, st, "destroy versions", NULL);
+        if (r < 0)
+                goto fail;
+        return commit_change(s);
+fail:
+        (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_key_version_record *v)
+{
+        sqlite3_stmt *st;
+        int changes = 0, r;
+
+        if (!v || !v->spki || v->version == 0)
                 return -EINVAL;
         r = exec(s, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        st = stmt(s, STMT_KEY_SET_STATE);
+        st = stmt(s, STMT_VERSION_INSERT);
         if (!st) {
                 r = KMS_E_STORE;
                 goto fail;
         }
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-                r = sql_err(s, rc, "set state");
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, v->version);
+        sqlite3_bind_text(st, 3, kms_key_state_to_string(KMS_KEY_ACTIVE), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, v->created);
+        sqlite3_bind_blob(st, 5, v->backend_id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, v->spki, (int)v->spki_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, 0);
+        r = step_done(s, st, "version add", NULL);
+        if (r < 0)
+                goto fail;
+        st = stmt(s, STMT_KEY_SET_PRIMARY);
+        if (!st) {
+                r = KMS_E_STORE;
                 goto fail;
         }
-        if (sqlite3_changes(s->db) == 0) {
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, v->version);
+        r = step_done(s, st, "set primary", &changes);
+        if (r >= 0 && changes == 0)
                 r = -ENOENT;
+        if (r < 0)
                 goto fail;
-        }
-        st = stmt(s, STMT_VERSIONS_SET_STATE);
+        return commit_change(s);
+fail:
+        (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t version, int64_t at, const char *reason,
+                             const char *note)
+{
+        sqlite3_stmt *st;
+        int changes = 0, r;
+
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_VERSION_REVOKE);
         if (!st) {
                 r = KMS_E_STORE;
                 goto fail;
         }
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-                r = sql_err(s, rc, "set version state");
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, version);
+        sqlite3_bind_int64(st, 3, at);
+        sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, note ? note : "", -1, SQLITE_STATIC);
+        r = step_done(s, st, "revoke", &changes);
+        if (r >= 0 && changes == 0)
+                r = -ENOENT;
+        if (r < 0)
                 goto fail;
+        if (version == 0) {
+                st = stmt(s, STMT_KEY_SET_REVOKED);
+                if (!st) {
+                        r = KMS_E_STORE;
+                        goto fail;
+                }
+                sqlite3_bind_int64(st, 1, key_id);
+                r = step_done(s, st, "revoke key", NULL);
+                if (r < 0)
+                        goto fail;
         }
         return commit_change(s);
 fail:
         (void)exec(s, "ROLLBACK");
         return r;
+}
+
+int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t version, enum kms_key_state state)
+{
+        const char *st_name = kms_key_state_to_string(state);
+        sqlite3_stmt *st = stmt(s, STMT_VERSION_SET_STATE);
+        int changes = 0, r;
+
+        if (!st_name || !st)
+                return st_name ? KMS_E_STORE : -EINVAL;
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, version);
+        sqlite3_bind_text(st, 3, st_name, -1, SQLITE_STATIC);
+        r = step_done(s, st, "version state", &changes);
+        if (r >= 0 && changes == 0)
+                r = -ENOENT;
+        if (r < 0) {
+                (void)exec(s, "ROLLBACK");
+                return r;
+        }
+        return commit_change(s);
 }
 
 int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n)

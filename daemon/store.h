@@ -14,7 +14,7 @@
 
 #include "kms-key.h"
 
-#define KMS_STORE_SCHEMA_VERSION 1
+#define KMS_STORE_SCHEMA_VERSION 2
 #define KMS_STORE_FILE "kmsd.db"
 
 struct kms_store;
@@ -27,6 +27,9 @@ struct kms_key_version_record {
         uint8_t *spki; /* SubjectPublicKeyInfo DER, owned */
         size_t spki_len;
         uint64_t uses;
+        int64_t revoked_at; /* 0: not revoked */
+        char revoke_reason[16];
+        char revoke_note[KMS_MAX_REVOKE_NOTE + 1];
 };
 
 struct kms_key_record {
@@ -40,6 +43,11 @@ struct kms_key_record {
         enum kms_key_state state;
         uint32_t primary_version;
         uint32_t version_count;
+        int64_t primary_created; /* creation time of the primary version */
+        uint64_t rotate_every;      /* seconds, 0: none */
+        uint64_t rotate_after_uses; /* 0: none */
+        uint32_t keep_versions;     /* 0: keep all */
+        int64_t destroy_at;         /* 0: none scheduled */
         struct kms_key_version_record *versions; /* only when asked for */
         size_t n_versions;
 };
@@ -68,9 +76,31 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret);
 
-/* Set the state of the key and of all its versions (destroy marks first,
- * then the backend objects go). */
+/* Set the state of the key alone (disable, enable). */
 int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state);
+
+/* Mark a key destroyed: the key and every version not revoked become
+ * destroyed, the scheduled destruction is cleared. The backend objects
+ * go after this (metadata first). */
+int kms_store_key_destroy(struct kms_store *s, const char *name);
+
+/* Rotation settings; destroy_at (0 clears). */
+int kms_store_key_set_settings(struct kms_store *s, const char *name, uint64_t rotate_every,
+                               uint64_t rotate_after_uses, uint32_t keep_versions);
+int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t destroy_at);
+
+/* Add version v (state active) to key_id and make it primary, in one
+ * transaction. -EEXIST if that version number exists already. */
+int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_key_version_record *v);
+
+/* Revoke version (0: every version not yet revoked or destroyed, and the
+ * key itself becomes revoked). -ENOENT if nothing matched. */
+int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t version, int64_t at, const char *reason,
+                             const char *note);
+
+/* Set one version's state (destroyed when trimmed, lost when its object
+ * is gone). */
+int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t version, enum kms_key_state state);
 
 /* Group several writes into one transaction (BEGIN IMMEDIATE/COMMIT). */
 int kms_store_begin(struct kms_store *s);

@@ -8,6 +8,7 @@
 #include "kms-log.h"
 
 #define KMS_USAGE_FLUSH_MS 1000u
+#define KMS_USAGE_MAX_ENTRIES 65536u
 
 void kms_usage_init(struct kms_usage_counter *u)
 {
@@ -16,52 +17,88 @@ void kms_usage_init(struct kms_usage_counter *u)
         u->last_flush_ms = kms_now_mono_ms();
 }
 
-void kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version)
+uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version, uint64_t stored_uses,
+                       bool *ret_first_over, uint64_t limit)
 {
+        struct kms_usage_entry *e = NULL;
+        uint64_t total = 0;
+
         pthread_mutex_lock(&u->lock);
         for (size_t i = 0; i < u->n; i++)
                 if (u->entries[i].key_id == key_id && u->entries[i].version == version) {
-                        u->entries[i].count++;
-                        goto out;
+                        e = &u->entries[i];
+                        break;
                 }
-        if (u->n == u->cap) {
-                size_t cap = u->cap ? u->cap * 2 : 16;
-                struct kms_usage_entry *e = realloc(u->entries, cap * sizeof(*e));
-                if (!e)
-                        goto out; /* a lost count, not a failed signature */
-                u->entries = e;
-                u->cap = cap;
+        if (!e) {
+                if (u->n == u->cap) {
+                        /* Drop entries with nothing to flush before growing. */
+                        size_t keep = 0;
+                        for (size_t i = 0; i < u->n; i++)
+                                if (u->entries[i].unflushed)
+                                        u->entries[keep++] = u->entries[i];
+                        u->n = keep;
+                }
+                if (u->n == u->cap) {
+                        size_t cap = u->cap ? u->cap * 2 : 16;
+                        struct kms_usage_entry *ne =
+                                cap <= KMS_USAGE_MAX_ENTRIES ? realloc(u->entries, cap * sizeof(*ne)) : NULL;
+                        if (!ne)
+                                goto out; /* a lost count, not a failed signature */
+                        u->entries = ne;
+                        u->cap = cap;
+                }
+                e = &u->entries[u->n++];
+                *e = (struct kms_usage_entry){ .key_id = key_id, .version = version, .total = stored_uses };
         }
-        u->entries[u->n++] = (struct kms_usage_entry){ key_id, version, 1 };
+        e->total++;
+        e->unflushed++;
+        total = e->total;
+        if (ret_first_over) {
+                *ret_first_over = limit && total >= limit && !e->limit_reported;
+                if (*ret_first_over)
+                        e->limit_reported = true;
+        }
 out:
         pthread_mutex_unlock(&u->lock);
+        return total;
 }
 
 void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store, bool force)
 {
-        struct kms_usage_entry *batch;
-        size_t n;
+        struct kms_usage_entry *batch = NULL;
+        size_t n = 0;
         uint64_t now = kms_now_mono_ms();
 
         pthread_mutex_lock(&u->lock);
-        if (u->n == 0 || (!force && now - u->last_flush_ms < KMS_USAGE_FLUSH_MS)) {
+        if (!force && now - u->last_flush_ms < KMS_USAGE_FLUSH_MS) {
                 pthread_mutex_unlock(&u->lock);
                 return;
         }
-        batch = u->entries;
-        n = u->n;
-        u->entries = NULL;
-        u->n = u->cap = 0;
         u->last_flush_ms = now;
+        for (size_t i = 0; i < u->n; i++)
+                if (u->entries[i].unflushed)
+                        n++;
+        if (n)
+                batch = malloc(n * sizeof(*batch));
+        n = 0;
+        for (size_t i = 0; batch && i < u->n; i++)
+                if (u->entries[i].unflushed) {
+                        batch[n++] = u->entries[i];
+                        u->entries[i].unflushed = 0;
+                }
         pthread_mutex_unlock(&u->lock);
+        if (!n) {
+                free(batch);
+                return;
+        }
 
         if (kms_store_begin(store) < 0)
                 log_warning("cannot start a transaction for use counts");
         for (size_t i = 0; i < n; i++) {
-                int r = kms_store_version_add_uses(store, batch[i].key_id, batch[i].version, batch[i].count);
+                int r = kms_store_version_add_uses(store, batch[i].key_id, batch[i].version, batch[i].unflushed);
                 if (r < 0 && r != -ENOENT)
                         log_warning("cannot record %llu uses of key %lld version %u: %s",
-                                    (unsigned long long)batch[i].count, (long long)batch[i].key_id,
+                                    (unsigned long long)batch[i].unflushed, (long long)batch[i].key_id,
                                     batch[i].version, strerror(-r));
         }
         if (kms_store_commit(store) < 0)

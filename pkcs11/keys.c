@@ -406,3 +406,57 @@ int kms_pkcs11_sign(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_B
         *ret_sig_len = raw_len;
         return 0;
 }
+
+int kms_pkcs11_exists(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_BYTES])
+{
+        CK_OBJECT_HANDLE h;
+        int r = find_object(W(bw), CKO_PRIVATE_KEY, id, &h);
+
+        if (r == -ENOENT)
+                return 0;
+        return r < 0 ? r : 1;
+}
+
+int kms_pkcs11_enumerate(struct kms_backend_worker *bw, const char *prefix,
+                         void (*cb)(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void *userdata),
+                         void *userdata)
+{
+        struct kms_pkcs11_worker *w = W(bw);
+        CK_FUNCTION_LIST *f = w->p->f;
+        CK_OBJECT_HANDLE h[64];
+        CK_ULONG n = 0;
+        CK_RV rv;
+        size_t plen = strlen(prefix);
+        int r = 0;
+
+        /* No template: labels cannot be matched by prefix in PKCS#11. */
+        rv = f->C_FindObjectsInit(w->session, NULL, 0);
+        if (rv != CKR_OK)
+                return kms_pkcs11_rv_to_errno(rv, "C_FindObjectsInit");
+        for (;;) {
+                rv = f->C_FindObjects(w->session, h, ELEMENTSOF(h), &n);
+                if (rv != CKR_OK) {
+                        r = kms_pkcs11_rv_to_errno(rv, "C_FindObjects");
+                        break;
+                }
+                if (n == 0)
+                        break;
+                for (CK_ULONG i = 0; i < n; i++) {
+                        char label[KMS_MAX_KEY_NAME + 64];
+                        uint8_t id[KMS_KEY_ID_BYTES];
+                        CK_ATTRIBUTE a[] = {
+                                { CKA_LABEL, label, sizeof(label) - 1 },
+                                { CKA_ID, id, sizeof(id) },
+                        };
+
+                        if (f->C_GetAttributeValue(w->session, h[i], a, ELEMENTSOF(a)) != CKR_OK ||
+                            a[0].ulValueLen == CK_UNAVAILABLE_INFORMATION || a[1].ulValueLen != sizeof(id))
+                                continue; /* not one of ours: other label or id size */
+                        label[a[0].ulValueLen] = '\0';
+                        if (a[0].ulValueLen >= plen && memcmp(label, prefix, plen) == 0)
+                                cb(id, label, userdata);
+                }
+        }
+        f->C_FindObjectsFinal(w->session);
+        return r;
+}

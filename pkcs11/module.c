@@ -366,6 +366,8 @@ const struct kms_backend_ops kms_pkcs11_ops = {
         .generate = kms_pkcs11_generate,
         .sign = kms_pkcs11_sign,
         .destroy = kms_pkcs11_destroy,
+        .exists = kms_pkcs11_exists,
+        .enumerate = kms_pkcs11_enumerate,
         .info = pkcs11_info,
         .free = pkcs11_free,
 };

@@ -64,5 +64,9 @@ int kms_pkcs11_sign(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BY
                     enum kms_hash h, enum kms_padding pad, const uint8_t *digest, size_t digest_len,
                     uint8_t sig[KMS_MAX_SIGNATURE_BYTES], size_t *ret_sig_len);
 int kms_pkcs11_destroy(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
+int kms_pkcs11_exists(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
+int kms_pkcs11_enumerate(struct kms_backend_worker *w, const char *prefix,
+                         void (*cb)(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void *userdata),
+                         void *userdata);
 
 extern const struct kms_backend_ops kms_pkcs11_ops;

@@ -2,7 +2,8 @@
  * until policy files arrive (issue 5): it is deliberately narrow.
  *   - anyone may read metadata and public keys, and verify;
  *   - a caller may create keys it owns; only root may name another owner;
- *   - a key's owner and root may use it (sign) and destroy it. */
+ *   - a key's owner and root may use it (sign) and change it (rotate,
+ *     revoke, disable, enable, destroy, settings). */
 #pragma once
 
 #include <stdbool.h>
@@ -16,6 +17,9 @@ enum kms_operation {
         KMS_OP_VERIFY,
         KMS_OP_DESTROY,
         KMS_OP_STATUS,
+        KMS_OP_ROTATE,
+        KMS_OP_REVOKE,
+        KMS_OP_DISABLE,
         _KMS_OP_MAX,
 };
 

@@ -7,6 +7,7 @@
 static const char *const op_names[_KMS_OP_MAX] = {
         [KMS_OP_CREATE] = "create", [KMS_OP_READ] = "read",       [KMS_OP_SIGN] = "sign",
         [KMS_OP_VERIFY] = "verify", [KMS_OP_DESTROY] = "destroy", [KMS_OP_STATUS] = "status",
+        [KMS_OP_ROTATE] = "rotate", [KMS_OP_REVOKE] = "revoke",   [KMS_OP_DISABLE] = "disable",
 };
 
 const char *kms_operation_to_string(enum kms_operation op)
@@ -33,9 +34,12 @@ int kms_policy_check(const struct kms_caller *caller, enum kms_operation op, uid
                 break;
         case KMS_OP_SIGN:
         case KMS_OP_DESTROY:
+        case KMS_OP_ROTATE:
+        case KMS_OP_REVOKE:
+        case KMS_OP_DISABLE:
                 if (key_owner == caller->uid)
                         return 0;
-                why = "only the key's owner or root may use or destroy it";
+                why = "only the key's owner or root may use or change it";
                 break;
         default: why = "unknown operation"; break;
         }

@@ -203,7 +203,7 @@ static void test_duplicate(void **state)
         assert_int_equal(n, 1);
 
         /* A tombstone keeps its name. */
-        assert_int_equal(kms_store_key_set_state(f->store, "dup", KMS_KEY_DESTROYED), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "dup"), 0);
         assert_int_equal(kms_store_key_insert(f->store, &k, &v), -EEXIST);
 }
 
@@ -224,7 +224,7 @@ static void test_get_missing(void **state)
         assert_int_equal(kms_store_key_get_version(f->store, "nope", 0, true, &k, &v), -ENOENT);
         assert_int_equal(k.id, (int64_t)0x5a5a5a5a5a5a5a5a);
         assert_int_equal(v.version, 0x5a5a5a5a);
-        assert_int_equal(kms_store_key_set_state(f->store, "nope", KMS_KEY_DESTROYED), -ENOENT);
+        assert_int_equal(kms_store_key_destroy(f->store, "nope"), -ENOENT);
 }
 
 static void test_list_sorted(void **state)
@@ -247,7 +247,7 @@ static void test_list_sorted(void **state)
         kms_key_records_free(keys, n);
 
         /* Destroyed keys only with include_destroyed. */
-        assert_int_equal(kms_store_key_set_state(f->store, "chat/alice", KMS_KEY_DESTROYED), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "chat/alice"), 0);
         assert_int_equal(kms_store_key_list(f->store, false, &keys, &n), 0);
         assert_int_equal(n, ELEMENTSOF(sorted) - 1);
         for (size_t i = 0; i < n; i++)
@@ -283,7 +283,7 @@ static void test_count(void **state)
         insert(f->store, "k3", 3);
         assert_int_equal(kms_store_key_count(f->store, false, &n), 0);
         assert_int_equal(n, 3);
-        assert_int_equal(kms_store_key_set_state(f->store, "k2", KMS_KEY_DESTROYED), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "k2"), 0);
         assert_int_equal(kms_store_key_count(f->store, false, &n), 0);
         assert_int_equal(n, 2);
         assert_int_equal(kms_store_key_count(f->store, true, &n), 0);
@@ -296,7 +296,7 @@ static void test_set_state_destroyed(void **state)
         struct kms_key_record *got = NULL;
 
         insert(f->store, "to/destroy", 0x77);
-        assert_int_equal(kms_store_key_set_state(f->store, "to/destroy", KMS_KEY_DESTROYED), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "to/destroy"), 0);
         assert_int_equal(kms_store_key_get(f->store, "to/destroy", true, &got), 0);
         assert_int_equal(got->state, KMS_KEY_DESTROYED);
         assert_int_equal(got->n_versions, 1);
@@ -387,7 +387,7 @@ static void test_reopen_persists(void **state)
         insert(f->store, "persist/b", 0x56);
         assert_int_equal(kms_store_key_get_version(f->store, "persist/a", 0, false, &k, &v), 0);
         assert_int_equal(kms_store_version_add_uses(f->store, k.id, 1, 5), 0);
-        assert_int_equal(kms_store_key_set_state(f->store, "persist/b", KMS_KEY_DESTROYED), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "persist/b"), 0);
 
         kms_store_close(f->store);
         f->store = NULL;
