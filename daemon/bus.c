@@ -15,6 +15,7 @@
 #include "kms-bus.h"
 #include "kms-error.h"
 #include "kms-log.h"
+#include "notify.h"
 
 extern const char *const kms_introspect_xml;
 
@@ -291,7 +292,14 @@ static void handle_signal(struct kms_daemon *d)
                         log_info("signal %d: finishing requests in flight and stopping", (int)si.ssi_signo);
                         atomic_store(&d->stopping, true);
                         break;
-                case SIGHUP: log_info("SIGHUP: nothing to reload yet (policy reload comes with policy files)"); break;
+                case SIGHUP:
+                        /* Tell systemd the reload began and ended, so
+                         * ExecReload= returns; policy files (issue 5) will
+                         * be re-read here. */
+                        (void)kms_notify_reloading();
+                        log_info("SIGHUP: nothing to reload yet (policy files are not implemented)");
+                        (void)kms_notify_ready();
+                        break;
                 default: break;
                 }
         }

@@ -16,6 +16,7 @@
 #include "kms-log.h"
 #include "kms-pkcs11.h"
 #include "lifecycle.h"
+#include "notify.h"
 
 static void usage(FILE *f)
 {
@@ -236,7 +237,10 @@ int main(int argc, char **argv)
                  "org.kmsd.KeyManager1", d->cfg.token_label ? d->cfg.token_label : d->cfg.token_serial,
                  d->cfg.workers);
 
+        (void)kms_notify_ready();
+
         r = kms_bus_run(d);
+        (void)kms_notify_stopping();
         atomic_store(&d->stopping, true);
         /* Requests already queued are answered; new ones get ShuttingDown. */
         kms_scheduler_stop(d);
