@@ -75,6 +75,20 @@ static void remove_watch(DBusWatch *w, void *data)
         wake(d);
 }
 
+/* A worker's failed send can make libdbus drop the watches (disconnect)
+ * while this thread polls; handle only watches still registered. */
+static bool watch_registered(struct kms_daemon *d, DBusWatch *w)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&d->watch_lock);
+        for (unsigned i = 0; i < d->n_watches; i++)
+                if (d->watches[i] == w)
+                        found = true;
+        pthread_mutex_unlock(&d->watch_lock);
+        return found;
+}
+
 static void toggle_watch(DBusWatch *w, void *data)
 {
         wake(data);
@@ -179,7 +193,9 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
         if (r < 0) {
                 if (r == -EBUSY)
                         snprintf(errmsg, sizeof(errmsg),
-                                 "kmsd has %u requests queued (max_pending); retry later", d->cfg.max_pending);
+                                 "kmsd's request queue is full (max_pending %u, a quarter of it per caller); retry "
+                                 "later",
+                                 d->cfg.max_pending);
                 else if (r == -ESHUTDOWN)
                         snprintf(errmsg, sizeof(errmsg), "kmsd is shutting down; retry when it is back");
                 log_info("%s from uid %u pid %d refused: %s", member, (unsigned)req->caller.uid,
@@ -360,7 +376,8 @@ int kms_bus_run(struct kms_daemon *d)
                                 flags |= DBUS_WATCH_HANGUP;
                         if (re & POLLERR)
                                 flags |= DBUS_WATCH_ERROR;
-                        dbus_watch_handle(ws[i], flags);
+                        if (watch_registered(d, ws[i]))
+                                dbus_watch_handle(ws[i], flags);
                 }
                 dispatch_all(d);
         }

@@ -20,6 +20,9 @@
 #define KMS_MAX_CALLERS 4096u                        /* cached bus peers */
 #define KMS_MAX_PENDING_BYTES (256u * 1024u * 1024u) /* payload bytes queued for workers */
 #define KMS_MAX_OPTIONS 16u                          /* entries in one a{sv} */
+#define KMS_MAX_KEYS_PER_OWNER 1000u                 /* live keys of one non-root owner */
+#define KMS_MAX_KEY_NAMES_PER_OWNER 10000u           /* keys including tombstones, per owner */
+#define KMS_PENDING_SHARE_PER_CALLER 4u              /* one non-root uid may fill 1/4 of max_pending */
 #define KMS_ERRMSG_MAX 512u
 
 struct kms_daemon;

@@ -253,6 +253,8 @@ int kms_lifecycle_destroy(struct kms_worker *w, const char *name, const char *by
         r = kms_store_key_destroy(w->store, name);
         if (r < 0) {
                 kms_key_record_free(k);
+                if (r == -ENOENT) /* a concurrent destroy won */
+                        return kms_errorf(errmsg, errlen, KMS_E_DESTROYED, "key '%s' was destroyed", name);
                 return kms_errorf(errmsg, errlen, r, "the metadata store failed: %s", strerror(-r));
         }
         for (size_t i = 0; i < k->n_versions; i++)

@@ -414,9 +414,7 @@ static int parse_verify(struct kms_daemon *d, struct kms_request *req, char *err
         r = check_data_size(d, req->data_len, "the data", errmsg, errlen);
         if (r < 0)
                 return r;
-        if (req->sig_len > KMS_MAX_SIGNATURE_BYTES)
-                return fail(errmsg, errlen, -EINVAL, "a signature of %zu bytes is longer than any kmsd key makes",
-                            req->sig_len);
+        /* An oversized signature simply does not verify (valid = false). */
         return parse_options(&it, "Verify", option_verify, req, errmsg, errlen);
 }
 
@@ -648,11 +646,27 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         r = authorize(req, KMS_OP_CREATE, key.owner, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = kms_store_key_count(w->store, true, &count);
+        r = kms_store_key_count(w->store, false, &count);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
         if (count >= d->cfg.max_keys)
                 return fail(errmsg, errlen, -EDQUOT, "kmsd holds %zu keys, the limit (max_keys)", count);
+        /* Per-owner caps, so one user cannot use up the keys (or, with
+         * tombstones, the names and the disk) of everyone else. */
+        if (key.owner != 0) {
+                r = kms_store_key_count_owner(w->store, false, key.owner, &count);
+                if (r >= 0 && count >= KMS_MAX_KEYS_PER_OWNER)
+                        return fail(errmsg, errlen, -EDQUOT, "uid %u owns %zu keys, the limit per owner",
+                                    (unsigned)key.owner, count);
+                if (r >= 0)
+                        r = kms_store_key_count_owner(w->store, true, key.owner, &count);
+                if (r >= 0 && count >= KMS_MAX_KEY_NAMES_PER_OWNER)
+                        return fail(errmsg, errlen, -EDQUOT,
+                                    "uid %u has used %zu key names (destroyed ones included), the limit per owner",
+                                    (unsigned)key.owner, count);
+                if (r < 0)
+                        return store_fail(r, req, errmsg, errlen);
+        }
         r = kms_store_key_get(w->store, req->name, false, &stored);
         if (r >= 0) {
                 bool gone = stored->state == KMS_KEY_DESTROYED;

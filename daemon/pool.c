@@ -144,8 +144,17 @@ int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
                 r = -pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]);
                 if (r < 0) {
                         log_error("cannot start worker %u: %s", i, strerror(-r));
-                        /* Stop the ones that run; close the rest below. */
+                        /* Stop the ones that run, then close the sessions
+                         * and connections of the ones that never started. */
+                        unsigned opened = p->n_workers;
+
                         p->n_workers = i;
+                        for (unsigned j = i; j < opened; j++) {
+                                d->backend->ops->worker_close(p->workers[j].backend);
+                                kms_store_close(p->workers[j].store);
+                                p->workers[j].backend = NULL;
+                                p->workers[j].store = NULL;
+                        }
                         kms_pool_stop(p);
                         return r;
                 }
@@ -172,7 +181,17 @@ int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pe
                 r = -ESHUTDOWN;
         else if (p->queued >= max_pending || p->queued_bytes > KMS_MAX_PENDING_BYTES - req->payload_bytes)
                 r = -EBUSY;
-        else {
+        else if (req->caller.uid != 0 && req->msg) {
+                /* One caller may not crowd out the others. */
+                unsigned mine = 0, cap = max_pending / KMS_PENDING_SHARE_PER_CALLER;
+
+                for (struct kms_request *q = p->head; q; q = q->next)
+                        if (q->caller.uid == req->caller.uid)
+                                mine++;
+                if (mine >= (cap ? cap : 1))
+                        r = -EBUSY;
+        }
+        if (r >= 0) {
                 req->next = NULL;
                 if (p->tail)
                         p->tail->next = req;

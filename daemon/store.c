@@ -52,10 +52,10 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_VERSION_INSERT] = "INSERT INTO key_versions (key_id, version, state, created, backend_id, spki, uses)"
                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_KEY_LIST] = "SELECT " KEY_COLUMNS " FROM keys k WHERE ?1 OR k.state != 'destroyed' ORDER BY k.name",
-        [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE ?1 OR k.state != 'destroyed'",
+        [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE (?1 OR k.state != 'destroyed') AND (?2 < 0 OR k.owner = ?2)",
         [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1",
         [STMT_VERSION_ADD_USES] = "UPDATE key_versions SET uses = uses + ?3 WHERE key_id = ?1 AND version = ?2",
-        [STMT_KEY_DESTROY] = "UPDATE keys SET state = 'destroyed', destroy_at = 0 WHERE name = ?1",
+        [STMT_KEY_DESTROY] = "UPDATE keys SET state = 'destroyed', destroy_at = 0 WHERE name = ?1 AND state != 'destroyed'",
         [STMT_VERSIONS_DESTROY] = "UPDATE key_versions SET state = 'destroyed' WHERE state != 'revoked'"
                                   " AND key_id = (SELECT id FROM keys WHERE name = ?1)",
         [STMT_KEY_SET_SETTINGS] = "UPDATE keys SET rotate_every = ?2, rotate_after_uses = ?3, keep_versions = ?4 WHERE name = ?1",
@@ -114,8 +114,13 @@ static int commit_change(struct kms_store *s)
 {
         int r = exec(s, "COMMIT");
 
-        if (r >= 0)
-                store_generation++;
+        if (r < 0) {
+                /* Never leave the transaction open: a later COMMIT on this
+                 * connection would save what the caller undid. */
+                (void)exec(s, "ROLLBACK");
+                return r;
+        }
+        store_generation++;
         return r;
 }
 
@@ -530,12 +535,18 @@ int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_k
 
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret)
 {
+        return kms_store_key_count_owner(s, include_destroyed, -1, ret);
+}
+
+int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64_t owner, size_t *ret)
+{
         sqlite3_stmt *st = stmt(s, STMT_KEY_COUNT);
         int rc;
 
         if (!st)
                 return KMS_E_STORE;
         sqlite3_bind_int(st, 1, include_destroyed);
+        sqlite3_bind_int64(st, 2, owner);
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW) {
                 sqlite3_reset(st);

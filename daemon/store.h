@@ -75,6 +75,8 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 /* All keys sorted by name, without versions. */
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret);
+/* Keys of one owner (owner < 0: all). */
+int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64_t owner, size_t *ret);
 
 /* Set the state of the key alone (disable, enable). */
 int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state);

@@ -92,8 +92,18 @@ void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store,
                 return;
         }
 
-        if (kms_store_begin(store) < 0)
+        if (kms_store_begin(store) < 0) {
+                /* Put the counts back; the next flush tries again. */
                 log_warning("cannot start a transaction for use counts");
+                pthread_mutex_lock(&u->lock);
+                for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < u->n; j++)
+                                if (u->entries[j].key_id == batch[i].key_id && u->entries[j].version == batch[i].version)
+                                        u->entries[j].unflushed += batch[i].unflushed;
+                pthread_mutex_unlock(&u->lock);
+                free(batch);
+                return;
+        }
         for (size_t i = 0; i < n; i++) {
                 int r = kms_store_version_add_uses(store, batch[i].key_id, batch[i].version, batch[i].unflushed);
                 if (r < 0 && r != -ENOENT)

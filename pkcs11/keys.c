@@ -223,6 +223,10 @@ static int destroy_by_id(struct kms_pkcs11_worker *w, const uint8_t id[KMS_KEY_I
                 if (rv != CKR_OK && rv != CKR_OBJECT_HANDLE_INVALID)
                         r = kms_pkcs11_rv_to_errno(rv, "C_DestroyObject");
         }
+        /* Again: a signer that looked the handle up meanwhile may have
+         * cached it. (The metadata already forbids the key, so no request
+         * reaches this id any more.) */
+        kms_pkcs11_cache_drop(&w->p->cache, id);
         return r;
 }
 

@@ -68,7 +68,7 @@ for ((i = N; i < N + L; i++)); do
 done
 term_at=$(now)
 kms_stop_kmsd 15
-if ((KMS_KMSD_RC == 0)); then pass "kmsd exited 0 on SIGTERM with requests in flight"; fi
+if ((KMS_KMSD_RC == 0)); then pass "kmsd exited 0 on SIGTERM with requests in flight"; else fail "kmsd exited $KMS_KMSD_RC on SIGTERM"; fi
 if ((KMS_STOP_SECS <= 10)); then
         pass "kmsd stopped within ${KMS_STOP_SECS}s"
 else
@@ -136,7 +136,14 @@ for i in 1 2; do
                 creates_after_term=$((creates_after_term + 1))
         fi
         case $rc in
-        0 | 1) pass "create burst/new$i ended with $rc: $(head -n1 "burst/new$i.err" "burst/new$i.out" 2>/dev/null | grep -v '^==>' | head -n2 | tr '\n' ' ')" ;;
+        0) pass "create burst/new$i succeeded" ;;
+        1)
+                if grep -qE "ShuttingDown|not reachable|ServiceUnknown|NameHasNoOwner" "burst/new$i.err"; then
+                        pass "create burst/new$i was clearly refused: $(head -n1 "burst/new$i.err")"
+                else
+                        fail "create burst/new$i failed without a shutdown error: $(cat "burst/new$i.err")"
+                fi
+                ;;
         *) fail "create burst/new$i ended with '$rc': $(cat "burst/new$i.err" 2>/dev/null)" ;;
         esac
 done

@@ -255,6 +255,9 @@ EOF
 }
 
 kms__write_bus_conf() {
+        local allow_users=""
+        # Let other uids connect (a session-type bus admits only its owner).
+        [[ -z "${KMS_BUS_ALLOW_ALL_USERS:-}" ]] || allow_users='<allow user="*"/>'
         cat >"$KMS_T/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -262,7 +265,7 @@ kms__write_bus_conf() {
   <type>session</type>
   <listen>unix:path=$KMS_T/bus.sock</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
+  <policy context="default">$allow_users
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
@@ -391,6 +394,9 @@ kms_harness_start() {
         trap 'exit 130' INT
         trap 'exit 143' TERM
         chmod 700 "$KMS_T"
+        # Tests that run clients as another user (KMS_BUS_ALLOW_ALL_USERS)
+        # need to reach the bus socket; the token and state stay 0700.
+        [[ -z "${KMS_BUS_ALLOW_ALL_USERS:-}" ]] || chmod 711 "$KMS_T"
         mkdir -m 700 "$KMS_T/tokens" "$KMS_T/state"
 
         kms__write_softhsm_conf
