@@ -141,6 +141,7 @@ struct kms_daemon {
         struct kms_scheduler scheduler;
         uint64_t started_ms;
         atomic_bool stopping;
+        atomic_uint generating; /* key generations running now */
         void *callers; /* bus thread only: struct kms_caller_cache */
 };
 
@@ -177,6 +178,11 @@ void kms_scheduler_poke(struct kms_daemon *d);
 void kms_scheduler_stop(struct kms_daemon *d);
 /* Queue an internal request (rotation, destruction) run as kmsd itself. */
 int kms_internal_submit(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary);
+
+/* Key generation can take seconds (RSA-4096); at most workers - 1 run at
+ * once, so one worker always stays free for signing. -EBUSY otherwise. */
+int kms_generation_begin(struct kms_daemon *d, char *errmsg, size_t errlen);
+void kms_generation_end(struct kms_daemon *d);
 
 /* caller.c: identity of a bus peer, from the bus daemon. */
 int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_caller *ret);

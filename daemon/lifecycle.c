@@ -65,6 +65,23 @@ int kms_lifecycle_check_use(const struct kms_key_record *k, const struct kms_key
         return 0;
 }
 
+int kms_generation_begin(struct kms_daemon *d, char *errmsg, size_t errlen)
+{
+        unsigned max = d->pool.n_workers > 1 ? d->pool.n_workers - 1 : 1;
+
+        if (atomic_fetch_add(&d->generating, 1) >= max) {
+                atomic_fetch_sub(&d->generating, 1);
+                return kms_errorf(errmsg, errlen, -EBUSY,
+                                  "%u key generations are running (workers - 1); retry in a moment", max);
+        }
+        return 0;
+}
+
+void kms_generation_end(struct kms_daemon *d)
+{
+        atomic_fetch_sub(&d->generating, 1);
+}
+
 /* Mark first, destroy second: called with the metadata already saying
  * the version is gone. A failure is logged; start-up retries it. */
 static void destroy_object(struct kms_worker *w, const char *name, uint32_t version, const uint8_t *id)
@@ -138,7 +155,11 @@ int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expect
         /* Token first, metadata second. */
         v.version = k->version_count + 1;
         snprintf(label, sizeof(label), KMS_LABEL_PREFIX "%s#%u", name, v.version);
+        r = kms_generation_begin(w->daemon, errmsg, errlen);
+        if (r < 0)
+                goto out;
         r = ops->generate(w->backend, k->algorithm, k->usages, label, v.backend_id, &v.spki, &v.spki_len);
+        kms_generation_end(w->daemon);
         if (r < 0) {
                 r = kms_errorf(errmsg, errlen, r, "the token could not generate version %u of '%s': %s", v.version,
                                name, strerror(-r));

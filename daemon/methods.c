@@ -682,7 +682,11 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         /* The token first, the metadata second: a crash in between leaves
          * an orphan object, never metadata without a key. */
         snprintf(label, sizeof(label), "kmsd:%s#%u", req->name, v1.version);
+        r = kms_generation_begin(d, errmsg, errlen);
+        if (r < 0)
+                return r;
         r = ops->generate(w->backend, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
+        kms_generation_end(d);
         if (r < 0)
                 return fail(errmsg, errlen, r, "the token could not generate the %s key: %s",
                             kms_algorithm_to_string(req->algorithm), strerror(-r));
