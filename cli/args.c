@@ -1,5 +1,6 @@
 /* Argument parsing shared by the subcommands; see kmsctl.h. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,6 +122,29 @@ int kmsctl_parse_args(const struct kmsctl_command *cmd, int argc, char **argv, c
         return KMSCTL_CONTINUE;
 }
 
+int kmsctl_parse_key_args(const struct kmsctl_command *cmd, int argc, char **argv, const struct option *options,
+                          int (*handle)(int opt, const char *arg, void *userdata), void *userdata, char **ret_name)
+{
+        int r = kmsctl_parse_args(cmd, argc, argv, options, handle, userdata, 1, ret_name);
+
+        if (r != KMSCTL_CONTINUE)
+                return r;
+        if (kmsctl_check_key_name(*ret_name) < 0)
+                return KMS_EXIT_USAGE;
+        return KMSCTL_CONTINUE;
+}
+
+int kmsctl_json_option(int opt, const char *arg, void *userdata)
+{
+        bool *json = userdata;
+
+        (void)arg;
+        if (opt != 'j')
+                return -EINVAL;
+        *json = true;
+        return 0;
+}
+
 int kmsctl_check_key_name(const char *name)
 {
         const char *why = NULL;
@@ -166,6 +190,16 @@ int kmsctl_parse_padding(const char *s, enum kms_padding *ret)
                 return -EINVAL;
         }
         *ret = p;
+        return 0;
+}
+
+int kmsctl_parse_number(const char *option, const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        if (kms_parse_u64(s, min, max, ret) < 0) {
+                fprintf(stderr, "kmsctl: %s takes a whole number from %" PRIu64 " to %" PRIu64 ", not '%s'\n", option,
+                        min, max, s);
+                return -EINVAL;
+        }
         return 0;
 }
 

@@ -232,6 +232,28 @@ int kmsctl_bus_call(DBusMessage *m, const char *reply_signature, const char *con
         return KMS_EXIT_OK;
 }
 
+int kmsctl_bus_add_match(const char *rule)
+{
+        DBusError err = DBUS_ERROR_INIT;
+        int r;
+
+        if (bus_connect() < 0)
+                return KMS_EXIT_FAILURE;
+        /* Blocks for the bus's answer, so a bad rule is reported here. */
+        dbus_bus_add_match(bus.conn, rule, &err);
+        if (dbus_error_is_set(&err)) {
+                r = bus_report_error(&err, NULL);
+                dbus_error_free(&err);
+                return r;
+        }
+        return KMS_EXIT_OK;
+}
+
+DBusConnection *kmsctl_bus_connection(void)
+{
+        return bus.conn;
+}
+
 int kmsctl_append_string(DBusMessageIter *it, const char *s)
 {
         return dbus_message_iter_append_basic(it, DBUS_TYPE_STRING, &s) ? 0 : -ENOMEM;
@@ -275,6 +297,10 @@ static bool append_variant(DBusMessageIter *entry, const struct kmsctl_bus_optio
         case DBUS_TYPE_UINT32:
                 ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "u", &v) &&
                      dbus_message_iter_append_basic(&v, DBUS_TYPE_UINT32, &o->u);
+                break;
+        case DBUS_TYPE_UINT64:
+                ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "t", &v) &&
+                     dbus_message_iter_append_basic(&v, DBUS_TYPE_UINT64, &o->t);
                 break;
         case DBUS_TYPE_BOOLEAN:
                 ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "b", &v) &&

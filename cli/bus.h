@@ -37,6 +37,15 @@ DBusMessage *kmsctl_bus_new_call(const char *method, DBusMessageIter *ret_it);
  * the sentence is printed after the error when the name matches. */
 int kmsctl_bus_call(DBusMessage *m, const char *reply_signature, const char *const *hints, DBusMessage **ret_reply);
 
+/* Connect (if not yet) and ask the bus to route the messages that rule
+ * (a D-Bus match rule) selects to kmsctl. Returns an exit status; the
+ * failure is printed. */
+int kmsctl_bus_add_match(const char *rule);
+
+/* The open connection (after kmsctl_bus_add_match() or a successful
+ * kmsctl_bus_call()), or NULL. Owned by bus.c. */
+DBusConnection *kmsctl_bus_connection(void);
+
 /* Close the connection, if one was opened. */
 void kmsctl_bus_close(void);
 
@@ -49,11 +58,12 @@ int kmsctl_append_bytes(DBusMessageIter *it, const void *data, size_t len);
  * are left out, so the daemon applies its default. */
 struct kmsctl_bus_option {
         const char *key;
-        int type; /* DBUS_TYPE_STRING, _UINT32, _BOOLEAN, or _ARRAY for "as" */
+        int type; /* DBUS_TYPE_STRING, _UINT32, _UINT64, _BOOLEAN, or _ARRAY for "as" */
         bool set;
         union {
                 const char *s;
                 uint32_t u;
+                uint64_t t;
                 dbus_bool_t b;
                 const char *const *strv; /* NULL-terminated */
         };

@@ -227,3 +227,13 @@ int kmsctl_write_file(const char *path, const void *data, size_t len, bool binar
         }
         return r;
 }
+
+const char *kmsctl_printable(const char *s, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        for (; s && *s && n + 1 < size; s++, n++)
+                buf[n] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+        buf[n] = '\0';
+        return buf;
+}

@@ -26,3 +26,9 @@ int kmsctl_hash_file(const char *path, enum kms_hash h, uint8_t *ret);
  * binary is set, standard output must not be a terminal. Returns 0 or a
  * negative errno. */
 int kmsctl_write_file(const char *path, const void *data, size_t len, bool binary);
+
+/* s with control characters (a terminal's escape sequences) replaced by
+ * '?', cut to fit buf, for text that came from someone else (a revocation
+ * note) on its way to a terminal. Returns buf. */
+#define KMSCTL_PRINTABLE_MAX 512u
+const char *kmsctl_printable(const char *s, char *buf, size_t size);

@@ -166,3 +166,27 @@ void kmsctl_json_write_string(FILE *f, const char *s)
         }
         fputc('"', f);
 }
+
+void kmsctl_json_field_string(struct kmsctl_json *j, const char *key, const char *s)
+{
+        kmsctl_json_key(j, key);
+        kmsctl_json_string(j, s);
+}
+
+void kmsctl_json_field_uint(struct kmsctl_json *j, const char *key, uint64_t v)
+{
+        kmsctl_json_key(j, key);
+        kmsctl_json_uint(j, v);
+}
+
+void kmsctl_json_field_int(struct kmsctl_json *j, const char *key, int64_t v)
+{
+        kmsctl_json_key(j, key);
+        kmsctl_json_int(j, v);
+}
+
+void kmsctl_json_field_bool(struct kmsctl_json *j, const char *key, bool v)
+{
+        kmsctl_json_key(j, key);
+        kmsctl_json_bool(j, v);
+}

@@ -27,6 +27,11 @@ void kmsctl_json_uint(struct kmsctl_json *j, uint64_t v);
 void kmsctl_json_int(struct kmsctl_json *j, int64_t v);
 void kmsctl_json_bool(struct kmsctl_json *j, bool v);
 void kmsctl_json_null(struct kmsctl_json *j);
+/* A key and its value in one call. */
+void kmsctl_json_field_string(struct kmsctl_json *j, const char *key, const char *s);
+void kmsctl_json_field_uint(struct kmsctl_json *j, const char *key, uint64_t v);
+void kmsctl_json_field_int(struct kmsctl_json *j, const char *key, int64_t v);
+void kmsctl_json_field_bool(struct kmsctl_json *j, const char *key, bool v);
 
 /* Write s as a JSON string literal (with the quotes) to f. */
 void kmsctl_json_write_string(FILE *f, const char *s);

@@ -1,5 +1,6 @@
 /* kmsctl key create NAME --algorithm ALG [--usage LIST] [--owner USER]
- * [--json]: CreateKey. */
+ * [--rotate-every D] [--rotate-after-uses N] [--keep-versions N] [--json]:
+ * CreateKey. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pwd.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "key-options.h"
 #include "key.h"
 #include "kmsctl.h"
 
@@ -16,6 +18,7 @@ struct create_args {
         unsigned usages;
         bool has_owner;
         uint32_t owner;
+        struct kmsctl_key_options settings;
         bool json;
 };
 
@@ -73,6 +76,8 @@ static int handle_option(int opt, const char *arg, void *userdata)
 {
         struct create_args *a = userdata;
 
+        if (kmsctl_key_options_has(opt))
+                return kmsctl_key_options_parse(&a->settings, opt, arg);
         switch (opt) {
         case 'a':
                 a->algorithm = kms_algorithm_from_string(arg);
@@ -123,6 +128,13 @@ static void print_summary(const struct kmsctl_key *k)
                "  version:     %" PRIu32 "\n"
                "  fingerprint: %s\n",
                k->name, k->algorithm, k->primary_version, v ? v->fingerprint : "-");
+        if (k->rotate_every || k->rotate_after_uses) {
+                char rot[KMSCTL_ROTATION_MAX];
+
+                printf("  rotation:    %s\n", kmsctl_key_format_rotation(k, rot, sizeof(rot)));
+        }
+        if (k->keep_versions)
+                printf("  keep:        %" PRIu32 " versions\n", k->keep_versions);
 }
 
 int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **argv)
@@ -132,6 +144,7 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
                 {"usage", required_argument, NULL, 'u'},
                 {"owner", required_argument, NULL, 'o'},
                 {"json", no_argument, NULL, 'j'},
+                KMSCTL_KEY_OPTIONS,
                 {},
         };
         struct create_args a = {.algorithm = KMS_ALG_INVALID};
@@ -143,11 +156,9 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
         char *name;
         int r;
 
-        r = kmsctl_parse_args(cmd, argc, argv, options, handle_option, &a, 1, &name);
+        r = kmsctl_parse_key_args(cmd, argc, argv, options, handle_option, &a, &name);
         if (r != KMSCTL_CONTINUE)
                 return r;
-        if (kmsctl_check_key_name(name) < 0)
-                return KMS_EXIT_USAGE;
         if (a.algorithm == KMS_ALG_INVALID)
                 return kmsctl_usage_error(cmd, "--algorithm is required (%s)", kms_algorithm_list());
         if (a.usage_text && (a.usages & ~kms_algorithm_usages(a.algorithm)))
@@ -156,10 +167,11 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
                                           usages_to_text(kms_algorithm_usages(a.algorithm), allowed, sizeof(allowed)));
         usages_to_strv(a.usages, usages);
 
-        const struct kmsctl_bus_option opts[] = {
+        struct kmsctl_bus_option opts[2 + KMSCTL_KEY_N_OPTIONS] = {
                 {.key = "usages", .type = DBUS_TYPE_ARRAY, .set = a.usage_text, .strv = usages},
                 {.key = "owner", .type = DBUS_TYPE_UINT32, .set = a.has_owner, .u = a.owner},
         };
+        kmsctl_key_options_to_bus(&a.settings, opts + 2);
         m = kmsctl_bus_new_call("CreateKey", &it);
         if (!m || kmsctl_append_string(&it, name) < 0 ||
             kmsctl_append_string(&it, kms_algorithm_to_string(a.algorithm)) < 0 ||

@@ -81,11 +81,9 @@ int kmsctl_key_public_main(const struct kmsctl_command *cmd, int argc, char **ar
         char *name;
         int r;
 
-        r = kmsctl_parse_args(cmd, argc, argv, options, handle_option, &a, 1, &name);
+        r = kmsctl_parse_key_args(cmd, argc, argv, options, handle_option, &a, &name);
         if (r != KMSCTL_CONTINUE)
                 return r;
-        if (kmsctl_check_key_name(name) < 0)
-                return KMS_EXIT_USAGE;
 
         m = kmsctl_bus_new_call("GetPublicKey", &it);
         if (!m || kmsctl_append_string(&it, name) < 0 || kmsctl_append_u32(&it, a.version) < 0)

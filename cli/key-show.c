@@ -1,20 +1,23 @@
-/* kmsctl key show NAME [--json]: DescribeKey, with every version. */
+/* kmsctl key show NAME [--json]: DescribeKey, with every version, the
+ * rotation settings and any scheduled destruction. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bus.h"
+#include "io.h"
 #include "key.h"
 #include "kmsctl.h"
 
-static int handle_option(int opt, const char *arg, void *userdata)
+/* The line under a revoked version. */
+static void print_revocation(const struct kmsctl_key_version *v)
 {
-        bool *json = userdata;
+        char when[KMSCTL_TIME_MAX], reason[KMSCTL_PRINTABLE_MAX], note[KMSCTL_PRINTABLE_MAX];
+        bool has_note = v->revoke_note && *v->revoke_note;
 
-        if (opt != 'j')
-                return -EINVAL;
-        *json = true;
-        return 0;
+        printf("%7s  revoked %s, reason: %s%s%s\n", "", kmsctl_format_time(v->revoked_at, when, sizeof(when)),
+               v->revoke_reason && *v->revoke_reason ? kmsctl_printable(v->revoke_reason, reason, sizeof(reason)) : "-",
+               has_note ? ", note: " : "", has_note ? kmsctl_printable(v->revoke_note, note, sizeof(note)) : "");
 }
 
 static void print_key(const struct kmsctl_key *k)
@@ -34,8 +37,10 @@ static void print_key(const struct kmsctl_key *k)
                 printf("%s%s", i ? ", " : "", k->usages[i]);
         printf("\nCreated:         %s\n"
                "Primary version: %" PRIu32 "\n"
-               "Versions:        %" PRIu32 "\n\n",
+               "Versions:        %" PRIu32 "\n",
                kmsctl_format_time(k->created, created, sizeof(created)), k->primary_version, k->version_count);
+        kmsctl_key_print_lifecycle(k);
+        putchar('\n');
 
         for (size_t i = 0; i < k->n_versions; i++) {
                 int l = (int)strlen(k->versions[i].backend_id);
@@ -51,6 +56,8 @@ static void print_key(const struct kmsctl_key *k)
                 printf("%7" PRIu32 "  %-9s  %-20s  %10" PRIu64 "  %-*s  %s\n", v->version, v->state,
                        kmsctl_format_time(v->created, created, sizeof(created)), v->uses, wid, v->backend_id,
                        v->fingerprint);
+                if (v->revoked_at != 0 || (v->revoke_reason && *v->revoke_reason))
+                        print_revocation(v);
         }
 }
 
@@ -66,11 +73,9 @@ int kmsctl_key_show_main(const struct kmsctl_command *cmd, int argc, char **argv
         char *name;
         int r;
 
-        r = kmsctl_parse_args(cmd, argc, argv, options, handle_option, &json, 1, &name);
+        r = kmsctl_parse_key_args(cmd, argc, argv, options, kmsctl_json_option, &json, &name);
         if (r != KMSCTL_CONTINUE)
                 return r;
-        if (kmsctl_check_key_name(name) < 0)
-                return KMS_EXIT_USAGE;
 
         r = kmsctl_key_describe(name, &reply, &k);
         if (r != KMS_EXIT_OK)

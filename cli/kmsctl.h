@@ -37,6 +37,10 @@ enum {
         KMSCTL_OPT_BUS_ADDRESS,
         KMSCTL_OPT_TIMEOUT,
         KMSCTL_OPT_VERSION,
+        /* The rotation settings (key-options.h), shared by key create and key set. */
+        KMSCTL_OPT_ROTATE_EVERY,
+        KMSCTL_OPT_ROTATE_AFTER_USES,
+        KMSCTL_OPT_KEEP_VERSIONS,
 };
 
 #define KMSCTL_GLOBAL_OPTIONS                                                                                          \
@@ -63,6 +67,15 @@ int kmsctl_parse_args(const struct kmsctl_command *cmd, int argc, char **argv, c
                       int (*handle)(int opt, const char *arg, void *userdata), void *userdata, unsigned n_args,
                       char **ret_args);
 
+/* kmsctl_parse_args() for the commands whose one argument is a key name,
+ * which must be a valid one (a usage error otherwise). */
+int kmsctl_parse_key_args(const struct kmsctl_command *cmd, int argc, char **argv, const struct option *options,
+                          int (*handle)(int opt, const char *arg, void *userdata), void *userdata, char **ret_name);
+
+/* The option handler of the commands whose only option is --json ('j');
+ * userdata is a bool. */
+int kmsctl_json_option(int opt, const char *arg, void *userdata);
+
 /* Print "Usage: ..." for cmd to stdout. */
 void kmsctl_command_help(const struct kmsctl_command *cmd);
 /* Print a usage error about cmd ("kmsctl key create: <msg>") and the
@@ -75,6 +88,8 @@ int kmsctl_check_key_name(const char *name);
 int kmsctl_parse_version(const char *s, uint32_t *ret);
 int kmsctl_parse_hash(const char *s, enum kms_hash *ret);
 int kmsctl_parse_padding(const char *s, enum kms_padding *ret);
+/* A decimal number in [min, max] for option ("--count"). */
+int kmsctl_parse_number(const char *option, const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 
 /* The subcommands, one file each. */
 int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **argv);
@@ -85,6 +100,14 @@ int kmsctl_key_destroy_main(const struct kmsctl_command *cmd, int argc, char **a
 int kmsctl_sign_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_verify_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_rotate_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_revoke_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_revoked_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_disable_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_enable_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_cancel_destroy_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_set_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_monitor_main(const struct kmsctl_command *cmd, int argc, char **argv);
 
 /* Print "out of memory"; returns KMS_EXIT_FAILURE. */
 int kmsctl_log_oom(void);

@@ -14,12 +14,16 @@ static const struct kmsctl_command commands[] = {
         {
                 "key create",
                 kmsctl_key_create_main,
-                "NAME --algorithm ALG [--usage LIST] [--owner USER] [--json]",
+                "NAME --algorithm ALG [--usage LIST] [--owner USER] [--rotate-every D]\n"
+                "                         [--rotate-after-uses N] [--keep-versions N] [--json]",
                 "Generate a key pair inside the token and record it",
                 "  --algorithm ALG        ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096\n"
                 "  --usage LIST           Comma-separated usages: sign, derive (EC), decrypt (RSA);\n"
                 "                         default: sign\n"
                 "  --owner UID|USER       Owner of the key (root only); default: the caller\n"
+                "  --rotate-every D       Rotate on this schedule: 90s, 5m, 12h, 30d, 1d12h\n"
+                "  --rotate-after-uses N  Rotate when the primary version has signed N times\n"
+                "  --keep-versions N      Destroy the oldest versions beyond the newest N\n"
                 "  --json                 Print the new key as JSON\n",
         },
         {
@@ -34,7 +38,7 @@ static const struct kmsctl_command commands[] = {
                 "key show",
                 kmsctl_key_show_main,
                 "NAME [--json]",
-                "Show a key with every version",
+                "Show a key with every version, its rotation settings and schedule",
                 "  --json                 Print the key as JSON\n",
         },
         {
@@ -49,9 +53,80 @@ static const struct kmsctl_command commands[] = {
         {
                 "key destroy",
                 kmsctl_key_destroy_main,
-                "NAME --yes",
+                "NAME --now --yes | --after D",
                 "Destroy every version of a key in the token, keeping a tombstone",
-                "  --yes                  Confirm: the private keys cannot be recovered\n",
+                "  --now                  Destroy at once (the default; needs --yes)\n"
+                "  --yes                  Confirm: the private keys cannot be recovered\n"
+                "  --after D              Schedule the destruction in D (90s, 5m, 12h, 30d, 1d12h);\n"
+                "                         the key is unusable until then; key cancel-destroy undoes it\n",
+        },
+        {
+                "key cancel-destroy",
+                kmsctl_key_cancel_destroy_main,
+                "NAME",
+                "Cancel a destruction scheduled with key destroy --after",
+                NULL,
+        },
+        {
+                "key rotate",
+                kmsctl_key_rotate_main,
+                "NAME [--json]",
+                "Generate a new version of a key and make it primary",
+                "  --json                 Print {\"name\",\"version\"} on stdout\n",
+        },
+        {
+                "key revoke",
+                kmsctl_key_revoke_main,
+                "NAME [--version N] --reason R [--note TEXT] [--no-replace] [--json]",
+                "Revoke a key or one version for good, destroying its private key",
+                "  --version N            Revoke this version only; default: every version\n"
+                "  --reason R             compromised, superseded or retired (required)\n"
+                "  --note TEXT            A note kept with the revocation (at most 256 bytes)\n"
+                "  --no-replace           Revoking the primary of a key with a rotation schedule\n"
+                "                         rotates first; this leaves the key without a primary\n"
+                "  --json                 Print {\"name\",\"version\",\"reason\",\"primary_version\"}\n",
+        },
+        {
+                "key revoked",
+                kmsctl_key_revoked_main,
+                "[--json]",
+                "List revoked versions: name, version, time, reason, fingerprint, note",
+                "  --json                 Print a JSON array\n",
+        },
+        {
+                "key disable",
+                kmsctl_key_disable_main,
+                "NAME",
+                "Refuse signing with a key until key enable (verify still works)",
+                NULL,
+        },
+        {
+                "key enable",
+                kmsctl_key_enable_main,
+                "NAME",
+                "Allow a disabled key to sign again",
+                NULL,
+        },
+        {
+                "key set",
+                kmsctl_key_set_main,
+                "NAME [--rotate-every D|none] [--rotate-after-uses N|none] [--keep-versions N|none]\n"
+                "                         [--json]",
+                "Change a key's rotation settings",
+                "  --rotate-every D|none  Rotate on this schedule: 90s, 5m, 12h, 30d, 1d12h\n"
+                "  --rotate-after-uses N|none\n"
+                "                         Rotate when the primary version has signed N times\n"
+                "  --keep-versions N|none Destroy the oldest versions beyond the newest N\n"
+                "                         ('none' clears a setting; what is not given stays)\n"
+                "  --json                 Print the key as JSON\n",
+        },
+        {
+                "key watch",
+                kmsctl_monitor_main,
+                "[--json] [--count N]",
+                "Same as monitor",
+                "  --json                 One JSON object per line\n"
+                "  --count N              Exit after N signals\n",
         },
         {
                 "sign",
@@ -85,6 +160,14 @@ static const struct kmsctl_command commands[] = {
                 "[--json]",
                 "Show kmsd's version, token, key count, uptime and load",
                 "  --json                 Print the status as JSON\n",
+        },
+        {
+                "monitor",
+                kmsctl_monitor_main,
+                "[--json] [--count N]",
+                "Print kmsd's signals (key created, rotated, revoked, destroyed) as they arrive",
+                "  --json                 One JSON object per line\n"
+                "  --count N              Exit after N signals\n",
         },
 };
 
@@ -134,7 +217,7 @@ static void usage(FILE *f)
                    "Manage the keys kmsd keeps in its token and sign with them.\n\n"
                    "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+                fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
         fprintf(f,
                 "\nRun 'kmsctl COMMAND --help' for a command's arguments and options.\n\n"
                 "Global options (before the command, or anywhere after it):\n"

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "bus.h"
+#include "duration.h"
 #include "json.h"
 #include "kmsctl.h"
 
@@ -11,32 +12,6 @@ struct status {
         uint32_t keys, workers, max_message_bytes, pending;
         uint64_t uptime;
 };
-
-static int handle_option(int opt, const char *arg, void *userdata)
-{
-        bool *json = userdata;
-
-        if (opt != 'j')
-                return -EINVAL;
-        *json = true;
-        return 0;
-}
-
-/* "3d 4h 5min 6s", leaving out leading zero units. */
-static const char *format_duration(uint64_t s, char *buf, size_t size)
-{
-        uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
-
-        if (d)
-                snprintf(buf, size, "%" PRIu64 "d %" PRIu64 "h %" PRIu64 "min %" PRIu64 "s", d, h, m, sec);
-        else if (h)
-                snprintf(buf, size, "%" PRIu64 "h %" PRIu64 "min %" PRIu64 "s", h, m, sec);
-        else if (m)
-                snprintf(buf, size, "%" PRIu64 "min %" PRIu64 "s", m, sec);
-        else
-                snprintf(buf, size, "%" PRIu64 "s", sec);
-        return buf;
-}
 
 /* "1 MiB" when it is a whole number of KiB or MiB, else "". */
 static const char *format_size(uint32_t n, char *buf, size_t size)
@@ -56,34 +31,23 @@ static void print_json(const struct status *s)
 
         kmsctl_json_init(&j, stdout);
         kmsctl_json_begin_object(&j);
-        kmsctl_json_key(&j, "version");
-        kmsctl_json_string(&j, s->version);
-        kmsctl_json_key(&j, "backend");
-        kmsctl_json_string(&j, s->backend);
-        kmsctl_json_key(&j, "token_label");
-        kmsctl_json_string(&j, s->token_label);
-        kmsctl_json_key(&j, "token_serial");
-        kmsctl_json_string(&j, s->token_serial);
-        kmsctl_json_key(&j, "token_manufacturer");
-        kmsctl_json_string(&j, s->token_manufacturer);
-        kmsctl_json_key(&j, "token_model");
-        kmsctl_json_string(&j, s->token_model);
-        kmsctl_json_key(&j, "keys");
-        kmsctl_json_uint(&j, s->keys);
-        kmsctl_json_key(&j, "uptime");
-        kmsctl_json_uint(&j, s->uptime);
-        kmsctl_json_key(&j, "workers");
-        kmsctl_json_uint(&j, s->workers);
-        kmsctl_json_key(&j, "pending");
-        kmsctl_json_uint(&j, s->pending);
-        kmsctl_json_key(&j, "max_message_bytes");
-        kmsctl_json_uint(&j, s->max_message_bytes);
+        kmsctl_json_field_string(&j, "version", s->version);
+        kmsctl_json_field_string(&j, "backend", s->backend);
+        kmsctl_json_field_string(&j, "token_label", s->token_label);
+        kmsctl_json_field_string(&j, "token_serial", s->token_serial);
+        kmsctl_json_field_string(&j, "token_manufacturer", s->token_manufacturer);
+        kmsctl_json_field_string(&j, "token_model", s->token_model);
+        kmsctl_json_field_uint(&j, "keys", s->keys);
+        kmsctl_json_field_uint(&j, "uptime", s->uptime);
+        kmsctl_json_field_uint(&j, "workers", s->workers);
+        kmsctl_json_field_uint(&j, "pending", s->pending);
+        kmsctl_json_field_uint(&j, "max_message_bytes", s->max_message_bytes);
         kmsctl_json_end_object(&j);
 }
 
 static void print_text(const struct status *s)
 {
-        char uptime[64], size[32];
+        char uptime[KMSCTL_DURATION_MAX + 16], size[32];
 
         printf("Version:            %s\n"
                "Backend:            %s\n"
@@ -97,8 +61,8 @@ static void print_text(const struct status *s)
                "Pending:            %" PRIu32 "\n"
                "Max message bytes:  %" PRIu32 "%s\n",
                s->version, s->backend, s->token_label, s->token_serial, s->token_manufacturer, s->token_model, s->keys,
-               format_duration(s->uptime, uptime, sizeof(uptime)), s->workers, s->pending, s->max_message_bytes,
-               format_size(s->max_message_bytes, size, sizeof(size)));
+               kmsctl_format_duration_long(s->uptime, uptime, sizeof(uptime)), s->workers, s->pending,
+               s->max_message_bytes, format_size(s->max_message_bytes, size, sizeof(size)));
 }
 
 int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv)
@@ -126,7 +90,7 @@ int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv)
         bool json = false;
         int r;
 
-        r = kmsctl_parse_args(cmd, argc, argv, options, handle_option, &json, 0, NULL);
+        r = kmsctl_parse_args(cmd, argc, argv, options, kmsctl_json_option, &json, 0, NULL);
         if (r != KMSCTL_CONTINUE)
                 return r;
 

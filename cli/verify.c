@@ -65,11 +65,9 @@ int kmsctl_verify_main(const struct kmsctl_command *cmd, int argc, char **argv)
         char *name;
         int r;
 
-        r = kmsctl_parse_args(cmd, argc, argv, options, handle_option, &a, 1, &name);
+        r = kmsctl_parse_key_args(cmd, argc, argv, options, handle_option, &a, &name);
         if (r != KMSCTL_CONTINUE)
                 return r;
-        if (kmsctl_check_key_name(name) < 0)
-                return KMS_EXIT_USAGE;
         if (!a.in)
                 return kmsctl_usage_error(cmd, "--in FILE is required ('-' reads standard input)");
         if (!a.sig)
@@ -102,12 +100,9 @@ int kmsctl_verify_main(const struct kmsctl_command *cmd, int argc, char **argv)
 
                 kmsctl_json_init(&j, stdout);
                 kmsctl_json_begin_object(&j);
-                kmsctl_json_key(&j, "name");
-                kmsctl_json_string(&j, name);
-                kmsctl_json_key(&j, "version");
-                kmsctl_json_uint(&j, used);
-                kmsctl_json_key(&j, "valid");
-                kmsctl_json_bool(&j, valid);
+                kmsctl_json_field_string(&j, "name", name);
+                kmsctl_json_field_uint(&j, "version", used);
+                kmsctl_json_field_bool(&j, "valid", valid);
                 kmsctl_json_end_object(&j);
         } else if (valid)
                 printf("Verified OK (%s version %" PRIu32 ")\n", name, used);

@@ -63,7 +63,9 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_KEY_SET_PRIMARY] = "UPDATE keys SET primary_version = ?2 WHERE id = ?1",
         [STMT_VERSION_REVOKE] = "UPDATE key_versions SET state = 'revoked', revoked_at = ?3, revoke_reason = ?4, revoke_note = ?5"
                                 " WHERE key_id = ?1 AND (?2 = 0 OR version = ?2) AND state IN ('active', 'lost')",
-        [STMT_KEY_SET_REVOKED] = "UPDATE keys SET state = 'revoked', destroy_at = 0 WHERE id = ?1",
+        /* A key is revoked once no version of it can be used again. */
+        [STMT_KEY_SET_REVOKED] = "UPDATE keys SET state = 'revoked', destroy_at = 0 WHERE id = ?1 AND NOT EXISTS"
+                                 " (SELECT 1 FROM key_versions WHERE key_id = ?1 AND state IN ('active', 'lost'))",
         [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
 };
 
@@ -734,17 +736,15 @@ int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t versi
                 r = -ENOENT;
         if (r < 0)
                 goto fail;
-        if (version == 0) {
-                st = stmt(s, STMT_KEY_SET_REVOKED);
-                if (!st) {
-                        r = KMS_E_STORE;
-                        goto fail;
-                }
-                sqlite3_bind_int64(st, 1, key_id);
-                r = step_done(s, st, "revoke key", NULL);
-                if (r < 0)
-                        goto fail;
+        st = stmt(s, STMT_KEY_SET_REVOKED);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto fail;
         }
+        sqlite3_bind_int64(st, 1, key_id);
+        r = step_done(s, st, "revoke key", NULL);
+        if (r < 0)
+                goto fail;
         return commit_change(s);
 fail:
         (void)exec(s, "ROLLBACK");

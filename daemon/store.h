@@ -95,8 +95,9 @@ int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t 
  * transaction. -EEXIST if that version number exists already. */
 int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_key_version_record *v);
 
-/* Revoke version (0: every version not yet revoked or destroyed, and the
- * key itself becomes revoked). -ENOENT if nothing matched. */
+/* Revoke version (0: every version not yet revoked or destroyed). The key
+ * itself becomes revoked when no active or lost version remains. -ENOENT if
+ * nothing matched. */
 int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t version, int64_t at, const char *reason,
                              const char *note);
 

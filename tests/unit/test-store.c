@@ -376,6 +376,43 @@ static void test_add_uses(void **state)
         assert_int_equal(kms_store_version_add_uses(f->store, k.id + 1000, 1, 1), -ENOENT);
 }
 
+/* Revoking versions one at a time: the key stays active while a usable
+ * version remains and becomes revoked with the last one. */
+static void test_revoke_versions(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record k, *got = NULL;
+        struct kms_key_version_record v, v2;
+        uint8_t spki[91];
+
+        insert(f->store, "rv/one", 0x51);
+        make_key("rv/one", &k, &v2, spki, sizeof(spki), 0x52);
+        assert_int_equal(kms_store_key_get_version(f->store, "rv/one", 0, false, &k, &v), 0);
+        kms_key_version_record_clear(&v);
+        v2.version = 2;
+        assert_int_equal(kms_store_version_add(f->store, k.id, &v2), 0);
+
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 1, 1700000100, "compromised", "laptop"), 0);
+        assert_int_equal(kms_store_key_get(f->store, "rv/one", true, &got), 0);
+        assert_int_equal(got->state, KMS_KEY_ACTIVE);
+        assert_int_equal(got->versions[0].state, KMS_KEY_REVOKED);
+        assert_int_equal(got->versions[0].revoked_at, 1700000100);
+        assert_string_equal(got->versions[0].revoke_reason, "compromised");
+        assert_string_equal(got->versions[0].revoke_note, "laptop");
+        assert_int_equal(got->versions[1].state, KMS_KEY_ACTIVE);
+        kms_key_record_free(got);
+
+        /* Again: nothing left to revoke in version 1, nothing changes. */
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 1, 1700000200, "retired", ""), -ENOENT);
+
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 2, 1700000300, "retired", NULL), 0);
+        assert_int_equal(kms_store_key_get(f->store, "rv/one", true, &got), 0);
+        assert_int_equal(got->state, KMS_KEY_REVOKED);
+        assert_int_equal(got->versions[0].revoked_at, 1700000100);
+        assert_int_equal(got->versions[1].state, KMS_KEY_REVOKED);
+        kms_key_record_free(got);
+}
+
 static void test_reopen_persists(void **state)
 {
         struct fixture *f = *state;
@@ -427,7 +464,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 T(test_schema),     T(test_open_fails),   T(test_insert_get),          T(test_duplicate),
                 T(test_get_missing), T(test_list_sorted), T(test_list_empty),          T(test_count),
-                T(test_set_state_destroyed), T(test_get_version), T(test_add_uses), T(test_reopen_persists),
+                T(test_set_state_destroyed), T(test_get_version), T(test_add_uses), T(test_revoke_versions), T(test_reopen_persists),
                 T(test_two_connections),
         };
 
