@@ -100,6 +100,9 @@ int kmsctl_key_destroy_main(const struct kmsctl_command *cmd, int argc, char **a
 int kmsctl_sign_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_verify_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_policy_show_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_policy_check_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_policy_reload_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_rotate_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_revoke_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_revoked_main(const struct kmsctl_command *cmd, int argc, char **argv);

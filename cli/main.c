@@ -162,6 +162,31 @@ static const struct kmsctl_command commands[] = {
                 "  --json                 Print the status as JSON\n",
         },
         {
+                "policy show",
+                kmsctl_policy_show_main,
+                "[--json]",
+                "Print the access rules in force, each with the file and line it came from (admins)",
+                "  --json                 Print the settings and rules as JSON\n",
+        },
+        {
+                "policy check",
+                kmsctl_policy_check_main,
+                "--user USER --op OP [--key NAME] [--json]",
+                "Ask kmsd whether USER may do OP on key NAME, and which rule decides (admins)",
+                "  --user USER            A user name, a uid, or uid:N\n"
+                "  --op OP                create, read, sign, verify, derive, decrypt, session, rotate,\n"
+                "                         revoke, disable, destroy, audit, admin, status\n"
+                "  --key NAME             The key (omit for operations not about one key)\n"
+                "  --json                 Print {\"allowed\",\"reason\",...}; exit status 3 when denied\n",
+        },
+        {
+                "policy reload",
+                kmsctl_policy_reload_main,
+                "",
+                "Re-read the policy files; a broken file is refused and the old policy stays (admins)",
+                NULL,
+        },
+        {
                 "monitor",
                 kmsctl_monitor_main,
                 "[--json] [--count N]",

@@ -24,6 +24,7 @@
 #define KMS_ERROR_STORE           KMS_ERROR_PREFIX "Store"
 #define KMS_ERROR_INTERNAL        KMS_ERROR_PREFIX "Internal"
 #define KMS_ERROR_SHUTTING_DOWN   KMS_ERROR_PREFIX "ShuttingDown"
+#define KMS_ERROR_POLICY_INVALID  KMS_ERROR_PREFIX "PolicyInvalid"
 
 /* Signals. */
 #define KMS_SIGNAL_KEY_CREATED    "KeyCreated"   /* (s name, u version) */

@@ -29,6 +29,7 @@ const char *kms_error_to_bus_name(int r)
         case -ENOSPC:
         case -EROFS: return KMS_ERROR_STORE;
         case -ESHUTDOWN: return KMS_ERROR_SHUTTING_DOWN;
+        case KMS_E_POLICY: return KMS_ERROR_POLICY_INVALID;
         default: return KMS_ERROR_INTERNAL;
         }
 }

@@ -19,6 +19,7 @@ enum {
 #define KMS_E_DISABLED (-EKEYREJECTED)
 #define KMS_E_DESTROYED (-ENOKEY)
 #define KMS_E_STATE (-EALREADY) /* the change makes no sense in this state */
+#define KMS_E_POLICY (-EBADE)   /* a policy file is broken; the old policy stays */
 
 /* Bus error name for a negative errno; never NULL (unknown → Internal). */
 const char *kms_error_to_bus_name(int r);

@@ -188,6 +188,10 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
                                    strerror(-r));
         }
         r = method->parse(d, req, errmsg, sizeof(errmsg));
+        /* Decided here, before any backend work: a denied request never
+         * reaches a worker or the token. */
+        if (r >= 0)
+                r = kms_access_check(d, req, errmsg, sizeof(errmsg));
         if (r >= 0)
                 r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
         if (r < 0) {
@@ -308,14 +312,18 @@ static void handle_signal(struct kms_daemon *d)
                         log_info("signal %d: finishing requests in flight and stopping", (int)si.ssi_signo);
                         atomic_store(&d->stopping, true);
                         break;
-                case SIGHUP:
+                case SIGHUP: {
+                        char err[KMS_ERRMSG_MAX];
+
                         /* Tell systemd the reload began and ended, so
-                         * ExecReload= returns; policy files (issue 5) will
-                         * be re-read here. */
+                         * ExecReload= returns. A broken file leaves the
+                         * old policy in force (and is logged). */
                         (void)kms_notify_reloading();
-                        log_info("SIGHUP: nothing to reload yet (policy files are not implemented)");
+                        log_info("SIGHUP: re-reading the policy files");
+                        (void)kms_access_reload(d, err, sizeof(err));
                         (void)kms_notify_ready();
                         break;
+                }
                 default: break;
                 }
         }

@@ -123,6 +123,9 @@ static int query(struct kms_daemon *d, const char *sender, struct kms_caller *re
         dbus_message_unref(reply);
         if (!have_uid)
                 return -EPROTO;
+        /* Groups from the uid's account, not from anything the caller
+         * says: once per connection, cached with the rest. */
+        (void)kms_caller_resolve_groups(&c);
         *ret = c;
         return 0;
 }

@@ -4,10 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <ini.h>
+#include "kms-ini.h"
 
 #include "kms-bus.h"
 #include "kms-key.h"
+#include "kms-policy.h"
 #include "kms-util.h"
 
 struct parse_ctx {
@@ -105,8 +106,21 @@ static int handler(void *user, const char *section, const char *name, const char
                         free(c->pin_file);
                         c->pin_file = NULL;
                 }
+        } else if (IS("policy", "dir")) {
+                r = set_string(&c->policy_dir, value);
+        } else if (IS("policy", "admin_group")) {
+                r = set_string(&c->admin_group, value);
+        } else if (IS("policy", "owner_rights")) {
+                const char *bad = NULL;
+                unsigned mask = 0;
+
+                if (kms_operations_parse(value, &mask, &bad) < 0) {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "owner_rights: unknown operation '%s'", bad);
+                        return 0;
+                }
+                c->owner_rights = mask;
         } else if (strcmp(section, "daemon") != 0 && strcmp(section, "limits") != 0 &&
-                   strcmp(section, "pkcs11") != 0) {
+                   strcmp(section, "pkcs11") != 0 && strcmp(section, "policy") != 0) {
                 snprintf(ctx->msg, sizeof(ctx->msg), "unknown section [%s]", section);
                 return 0;
         } else {
@@ -132,29 +146,20 @@ int kms_config_init(struct kms_config *c)
         c->state_dir = strdup("/var/lib/kmsd");
         c->pkcs11_module = strdup("/usr/lib/softhsm/libsofthsm2.so");
         c->token_label = strdup("kmsd");
+        c->policy_dir = strdup("/etc/kmsd/policy.d");
+        c->admin_group = strdup("kmsd-admin");
+        c->owner_rights = KMS_OWNER_RIGHTS_DEFAULT;
         /* pin_file stays NULL: the systemd credential 'pin' then. */
-        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label) {
+        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->policy_dir || !c->admin_group) {
                 kms_config_free(c);
                 return -ENOMEM;
         }
         return 0;
 }
 
-static void setup_inih(void)
-{
-        /* Debian's libinih exposes its options at run time. Allow "#"
-         * comments after values as docs/configuration.md shows, and stop
-         * at the first error so the message and line agree. */
-        static char prefixes[] = ";#";
-        ini_inline_comment_prefixes = prefixes;
-        ini_allow_inline_comments = true;
-        ini_stop_on_first_error = true;
-        ini_allow_multiline = false;
-}
-
 static bool known_section(const char *name, size_t len)
 {
-        static const char *const sections[] = { "daemon", "limits", "pkcs11" };
+        static const char *const sections[] = { "daemon", "limits", "pkcs11", "policy" };
 
         for (size_t i = 0; i < ELEMENTSOF(sections); i++)
                 if (strlen(sections[i]) == len && memcmp(sections[i], name, len) == 0)
@@ -162,52 +167,16 @@ static bool known_section(const char *name, size_t len)
         return false;
 }
 
-/* Line source for ini_parse_stream(): a FILE or a string. It counts lines
- * and refuses an unknown [section] on its own line, which inih would
- * otherwise only notice at the section's first key (or never, if it is
- * empty). */
-struct line_source {
-        FILE *f;
-        const char *text;
-        int line;
-        int bad_line;
-        struct parse_ctx *ctx;
-};
-
-static char *read_line(char *buf, int size, void *stream)
+/* inih would notice an unknown [section] only at its first key (or never,
+ * if it is empty); refuse it on its own line. */
+static int on_section(void *userdata, const char *name, size_t len, int line, char *msg, size_t msglen)
 {
-        struct line_source *src = stream;
-        const char *p;
-
-        if (src->f) {
-                if (!fgets(buf, size, src->f))
-                        return NULL;
-        } else {
-                size_t n;
-
-                if (!*src->text)
-                        return NULL;
-                n = strcspn(src->text, "\n");
-                if (src->text[n] == '\n')
-                        n++;
-                if (n > (size_t)size - 1)
-                        n = (size_t)size - 1;
-                memcpy(buf, src->text, n);
-                buf[n] = '\0';
-                src->text += n;
-        }
-        src->line++;
-        p = buf + strspn(buf, " \t");
-        if (*p == '[') {
-                size_t len = strcspn(p + 1, "]");
-
-                if (p[1 + len] == ']' && !known_section(p + 1, len)) {
-                        snprintf(src->ctx->msg, sizeof(src->ctx->msg), "unknown section [%.*s]", (int)len, p + 1);
-                        src->bad_line = src->line;
-                        return NULL; /* stop here; finish() reports it */
-                }
-        }
-        return buf;
+        (void)userdata;
+        (void)line;
+        if (known_section(name, len))
+                return 0;
+        snprintf(msg, msglen, "unknown section [%.*s]", (int)len, name);
+        return -1;
 }
 
 static int finish(struct parse_ctx *ctx, int line, const char *name, char *errbuf, size_t errlen)
@@ -226,22 +195,19 @@ static int finish(struct parse_ctx *ctx, int line, const char *name, char *errbu
         return -EINVAL;
 }
 
-static int parse(struct kms_config *c, struct line_source *src, const char *name, char *errbuf, size_t errlen)
+static int parse(struct kms_config *c, struct kms_ini_source *src, const char *name, char *errbuf, size_t errlen)
 {
         struct parse_ctx ctx = { .c = c };
-        int line;
 
-        src->ctx = &ctx;
-        setup_inih();
-        line = ini_parse_stream(read_line, src, handler, &ctx);
-        if (line == 0 && src->bad_line > 0)
-                line = src->bad_line;
-        return finish(&ctx, line, name, errbuf, errlen);
+        src->msg = ctx.msg;
+        src->msglen = sizeof(ctx.msg);
+        src->on_section = on_section;
+        return finish(&ctx, kms_ini_parse(src, handler, &ctx), name, errbuf, errlen);
 }
 
 int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t errlen)
 {
-        struct line_source src = { 0 };
+        struct kms_ini_source src = { 0 };
         int r;
 
         src.f = fopen(path, "re");
@@ -257,7 +223,7 @@ int kms_config_load(struct kms_config *c, const char *path, char *errbuf, size_t
 
 int kms_config_load_string(struct kms_config *c, const char *text, const char *name, char *errbuf, size_t errlen)
 {
-        struct line_source src = { .text = text };
+        struct kms_ini_source src = { .text = text };
 
         return parse(c, &src, name, errbuf, errlen);
 }
@@ -272,5 +238,7 @@ void kms_config_free(struct kms_config *c)
         free(c->token_label);
         free(c->token_serial);
         free(c->pin_file);
+        free(c->policy_dir);
+        free(c->admin_group);
         memset(c, 0, sizeof(*c));
 }

@@ -20,6 +20,9 @@ struct kms_config {
         char *token_label;
         char *token_serial;
         char *pin_file; /* NULL: $CREDENTIALS_DIRECTORY/pin */
+        char *policy_dir;   /* "": no rule files */
+        char *admin_group;  /* "": only root is admin */
+        unsigned owner_rights; /* KMS_OP_BIT() mask */
 };
 
 #define KMS_DEFAULT_CONFIG_FILE "/etc/kmsd/kmsd.conf"

@@ -64,6 +64,15 @@ struct kms_request {
         char note[KMS_MAX_REVOKE_NOTE + 1];
         bool no_replace;
         uint32_t expected_primary; /* internal rotation requests */
+
+        /* The policy the bus thread decided under (a reference); workers
+         * use it to filter lists and to answer CheckPolicy. */
+        struct kms_policy *policy;
+        /* CheckPolicy */
+        char check_user[64];
+        uid_t check_uid;
+        bool check_uid_set;
+        enum kms_operation check_op;
 };
 
 /* A worker answers with a reply, or with a negative errno and a message
@@ -72,9 +81,20 @@ typedef int (*kms_method_run_t)(struct kms_worker *w, struct kms_request *req, D
                                 char *errmsg, size_t errlen);
 typedef int (*kms_method_parse_t)(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
 
+/* What the bus thread checks before a request reaches a worker. */
+enum kms_scope {
+        KMS_SCOPE_KEY,    /* op on the key named in the request */
+        KMS_SCOPE_GLOBAL, /* op not about one key */
+        KMS_SCOPE_CREATE, /* create on the name; admin to name another owner */
+        KMS_SCOPE_FILTER, /* a list: the worker shows what op allows */
+        KMS_SCOPE_NONE,   /* internal requests */
+};
+
 struct kms_method {
         const char *member;
         const char *signature;
+        enum kms_operation op;
+        enum kms_scope scope;
         kms_method_parse_t parse; /* bus thread: arguments → req, validated */
         kms_method_run_t run;     /* worker: authorize, act, reply */
 };
@@ -143,7 +163,24 @@ struct kms_daemon {
         atomic_bool stopping;
         atomic_uint generating; /* key generations running now */
         void *callers; /* bus thread only: struct kms_caller_cache */
+        struct kms_store *bus_store; /* bus thread only: key owners */
+        pthread_mutex_t policy_lock; /* guards the pointer policy */
+        struct kms_policy *policy;
 };
+
+/* access.c: the policy in force, and the decision on the bus thread. */
+int kms_access_init(struct kms_daemon *d, char *errbuf, size_t errlen);
+void kms_access_free(struct kms_daemon *d);
+/* A new reference to the policy in force. */
+struct kms_policy *kms_access_policy(struct kms_daemon *d);
+/* Re-read the policy files; on error the old policy stays and errbuf
+ * says why (file:line). Returns the number of rules or a negative code
+ * (KMS_E_POLICY for a broken file). */
+int kms_access_reload(struct kms_daemon *d, char *errbuf, size_t errlen);
+/* Decide req (its method's op and scope) for req->caller, before any
+ * backend work; takes a policy reference into req->policy. -EACCES with
+ * errmsg on denial (logged). */
+int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
 
 /* methods.c */
 const struct kms_method *kms_method_find(const char *member);

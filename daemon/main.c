@@ -58,6 +58,8 @@ static int make_state_dir(const char *dir)
 
 static void print_config(const struct kms_config *c)
 {
+        char rights[256];
+
         printf("[daemon]\nbus = %s\nstate_dir = %s\nworkers = %u\nlog_level = %d\nlog_target = %s\n"
                "[limits]\nmax_message_bytes = %llu\nmax_pending = %u\nmax_keys = %u\n"
                "[pkcs11]\nmodule = %s\n%s = %s\npin_file = %s\n",
@@ -65,6 +67,8 @@ static void print_config(const struct kms_config *c)
                (unsigned long long)c->max_message_bytes, c->max_pending, c->max_keys, c->pkcs11_module,
                c->token_serial ? "token_serial" : "token_label", c->token_serial ? c->token_serial : c->token_label,
                c->pin_file ? c->pin_file : "(systemd credential 'pin')");
+        kms_operations_format(c->owner_rights, rights, sizeof(rights));
+        printf("[policy]\ndir = %s\nadmin_group = %s\nowner_rights = %s\n", c->policy_dir, c->admin_group, rights);
 }
 
 int main(int argc, char **argv)
@@ -144,11 +148,23 @@ int main(int argc, char **argv)
                         d->cfg.pin_file = strdup(cred_pin);
         }
         if (check_only) {
+                /* The policy files too: a broken one would stop kmsd. */
+                r = kms_access_init(d, err, sizeof(err));
+                if (r < 0) {
+                        fprintf(stderr, "kmsd: %s\n", err);
+                        goto out;
+                }
                 print_config(&d->cfg);
+                printf("# policy: %zu rule(s)\n", kms_policy_n_rules(d->policy));
                 ret = 0;
                 goto out;
         }
         kms_log_setup(d->cfg.log_target, d->cfg.log_level, "kmsd");
+        r = kms_access_init(d, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                goto out;
+        }
         if (!d->cfg.pin_file) {
                 log_error("no pin_file in [pkcs11] and no systemd credential 'pin' ($CREDENTIALS_DIRECTORY)");
                 goto out;
@@ -252,6 +268,8 @@ out:
         if (d->backend)
                 d->backend->ops->free(d->backend);
         kms_caller_cache_free(d);
+        if (d->policy)
+                kms_access_free(d);
         kms_usage_free(&d->usage);
         kms_key_cache_free(&d->key_cache);
         free(d->db_path);

@@ -1,7 +1,9 @@
 /* The method table of org.kmsd.KeyManager1 and its handlers. Each method
  * has a parse step (bus thread: arguments → struct kms_request, with the
- * bad value quoted on error) and a run step (worker: load the key,
- * authorize, act, reply). docs/dbus-api.md is the reference. */
+ * bad value quoted on error), an access decision on the bus thread
+ * (access.c, from the method's operation and scope), and a run step
+ * (worker: load the key, act, reply). docs/dbus-api.md is the reference. */
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -477,6 +479,46 @@ static int parse_none(struct kms_daemon *d, struct kms_request *req, char *errms
         return 0;
 }
 
+/* CheckPolicy(s user, s key, s operation): user is a name, "uid:N" or a
+ * number; key may be "" for operations that are not about one key. */
+static int parse_check_policy(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        const char *user, *op;
+        DBusMessageIter it;
+        uint64_t v;
+
+        dbus_message_iter_init(req->msg, &it);
+        dbus_message_iter_get_basic(&it, &user);
+        dbus_message_iter_next(&it);
+        if (!*user || strlen(user) >= sizeof(req->check_user))
+                return fail(errmsg, errlen, -EINVAL, "user must be a user name, uid:N or a number");
+        if (kms_parse_u64(strncmp(user, "uid:", 4) == 0 ? user + 4 : user, 0, UINT32_MAX - 1, &v) >= 0) {
+                req->check_uid = (uid_t)v;
+                req->check_uid_set = true;
+        } else if (strncmp(user, "uid:", 4) == 0)
+                return fail(errmsg, errlen, -EINVAL, "'%.64s' is not uid:N", user);
+        snprintf(req->check_user, sizeof(req->check_user), "%s", user);
+        if (dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_STRING) {
+                const char *key;
+
+                dbus_message_iter_get_basic(&it, &key);
+                if (*key) {
+                        int r = parse_name(&it, req, errmsg, errlen);
+                        if (r < 0)
+                                return r;
+                } else
+                        dbus_message_iter_next(&it);
+        }
+        dbus_message_iter_get_basic(&it, &op);
+        req->check_op = kms_operation_from_string(op);
+        if (req->check_op == KMS_OP_INVALID)
+                return fail(errmsg, errlen, -EINVAL,
+                            "unknown operation '%.64s' (create, read, sign, verify, derive, decrypt, session, rotate, "
+                            "revoke, disable, destroy, audit, admin, status)",
+                            op);
+        return 0;
+}
+
 /* ---- replies ------------------------------------------------------------ */
 
 static bool dict_add(DBusMessageIter *dict, const char *key, int type, const char *sig, const void *value)
@@ -493,6 +535,13 @@ static bool dict_add(DBusMessageIter *dict, const char *key, int type, const cha
 static bool dict_add_str(DBusMessageIter *dict, const char *key, const char *v)
 {
         return dict_add(dict, key, DBUS_TYPE_STRING, "s", &v);
+}
+
+static bool dict_add_bool(DBusMessageIter *dict, const char *key, bool v)
+{
+        dbus_bool_t b = v;
+
+        return dict_add(dict, key, DBUS_TYPE_BOOLEAN, "b", &b);
 }
 
 static bool dict_add_u32(DBusMessageIter *dict, const char *key, uint32_t v)
@@ -614,14 +663,11 @@ static int store_fail(int r, const struct kms_request *req, char *errmsg, size_t
         return fail(errmsg, errlen, r, "the metadata store failed: %s", strerror(-r));
 }
 
-static int authorize(const struct kms_request *req, enum kms_operation op, uid_t owner, char *errmsg, size_t errlen)
+/* Lists show only what the caller may see: the bus thread let the list
+ * through, the worker decides per key under the same policy. */
+static bool may(const struct kms_request *req, enum kms_operation op, const struct kms_key_record *k)
 {
-        const char *why = NULL;
-
-        if (kms_policy_check(&req->caller, op, owner, &why) < 0)
-                return fail(errmsg, errlen, -EACCES, "uid %u may not %s key '%s': %s", (unsigned)req->caller.uid,
-                            kms_operation_to_string(op), req->name, why);
-        return 0;
+        return kms_policy_decide(req->policy, &req->caller, op, k->name, k->owner, NULL);
 }
 
 static int check_usable(const struct kms_key_record *k, char *errmsg, size_t errlen)
@@ -643,9 +689,6 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         int r;
 
         key.owner = req->owner_set ? req->owner : req->caller.uid;
-        r = authorize(req, KMS_OP_CREATE, key.owner, errmsg, errlen);
-        if (r < 0)
-                return r;
         r = kms_store_key_count(w->store, false, &count);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
@@ -734,9 +777,6 @@ static int run_list(struct kms_worker *w, struct kms_request *req, DBusMessage *
         size_t n = 0;
         int r;
 
-        r = authorize(req, KMS_OP_READ, (uid_t)-1, errmsg, errlen);
-        if (r < 0)
-                return r;
         r = kms_store_key_list(w->store, req->include_destroyed, &keys, &n);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
@@ -744,7 +784,7 @@ static int run_list(struct kms_worker *w, struct kms_request *req, DBusMessage *
         if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
                 r = -ENOMEM;
         for (size_t i = 0; r >= 0 && i < n; i++)
-                if (!append_key(&arr, &keys[i], false))
+                if (may(req, KMS_OP_READ, &keys[i]) && !append_key(&arr, &keys[i], false))
                         r = -ENOMEM;
         if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
                 r = -ENOMEM;
@@ -761,9 +801,7 @@ static int run_describe(struct kms_worker *w, struct kms_request *req, DBusMessa
         r = kms_store_key_get(w->store, req->name, true, &k);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        r = authorize(req, KMS_OP_READ, k->owner, errmsg, errlen);
-        if (r >= 0)
-                r = new_reply(req, ret, &it);
+        r = new_reply(req, ret, &it);
         if (r >= 0 && !append_key(&it, k, true))
                 r = -ENOMEM;
         kms_key_record_free(k);
@@ -803,9 +841,7 @@ static int run_public(struct kms_worker *w, struct kms_request *req, DBusMessage
         r = load_version(w, req, req->version, true, &k, &v, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = authorize(req, KMS_OP_READ, k.owner, errmsg, errlen);
-        if (r >= 0)
-                r = check_usable(&k, errmsg, errlen);
+        r = check_usable(&k, errmsg, errlen);
         if (r >= 0)
                 r = new_reply(req, ret, &it);
         used = v.version;
@@ -848,9 +884,6 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         r = kms_key_cache_get_primary(&d->key_cache, w->store, req->name, &k, &v);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        r = authorize(req, KMS_OP_SIGN, k.owner, errmsg, errlen);
-        if (r < 0)
-                return r;
         r = kms_lifecycle_check_use(&k, &v, true, errmsg, errlen);
         if (r < 0)
                 return r;
@@ -905,9 +938,7 @@ static int run_verify(struct kms_worker *w, struct kms_request *req, DBusMessage
         r = load_version(w, req, req->version, true, &k, &v, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = authorize(req, KMS_OP_VERIFY, k.owner, errmsg, errlen);
-        if (r >= 0)
-                r = kms_lifecycle_check_use(&k, &v, false, errmsg, errlen);
+        r = kms_lifecycle_check_use(&k, &v, false, errmsg, errlen);
         if (r >= 0)
                 r = resolve_scheme(req, &k, &h, &pad, errmsg, errlen);
         if (r >= 0) {
@@ -938,9 +969,7 @@ static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessag
         r = kms_store_key_get(w->store, req->name, false, &k);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        r = authorize(req, KMS_OP_DESTROY, k->owner, errmsg, errlen);
-        if (r >= 0)
-                r = check_usable(k, errmsg, errlen);
+        r = check_usable(k, errmsg, errlen);
         if (r >= 0 && req->after) {
                 int64_t at = kms_now_unix() + (int64_t)req->after;
 
@@ -961,7 +990,7 @@ static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessag
 }
 
 /* Load the key for a state change by its owner (or root). */
-static int load_for_change(struct kms_worker *w, struct kms_request *req, enum kms_operation op, bool with_versions,
+static int load_for_change(struct kms_worker *w, struct kms_request *req, bool with_versions,
                            struct kms_key_record **ret, char *errmsg, size_t errlen)
 {
         struct kms_key_record *k = NULL;
@@ -970,11 +999,6 @@ static int load_for_change(struct kms_worker *w, struct kms_request *req, enum k
         r = kms_store_key_get(w->store, req->name, with_versions, &k);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        r = authorize(req, op, k->owner, errmsg, errlen);
-        if (r < 0) {
-                kms_key_record_free(k);
-                return r;
-        }
         *ret = k;
         return 0;
 }
@@ -996,7 +1020,7 @@ static int run_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage
         uint32_t version = 0;
         int r;
 
-        r = load_for_change(w, req, KMS_OP_ROTATE, false, &k, errmsg, errlen);
+        r = load_for_change(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
         kms_key_record_free(k);
@@ -1012,7 +1036,7 @@ static int run_revoke(struct kms_worker *w, struct kms_request *req, DBusMessage
         uint32_t primary = 0;
         int r;
 
-        r = load_for_change(w, req, KMS_OP_REVOKE, true, &k, errmsg, errlen);
+        r = load_for_change(w, req, true, &k, errmsg, errlen);
         if (r < 0)
                 return r;
         r = kms_lifecycle_revoke(w, k, req->version, !req->no_replace, req->reason, req->note, &primary, errmsg, errlen);
@@ -1030,9 +1054,6 @@ static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusM
         size_t n = 0;
         int r;
 
-        r = authorize(req, KMS_OP_READ, (uid_t)-1, errmsg, errlen);
-        if (r < 0)
-                return r;
         r = kms_store_key_list(w->store, true, &keys, &n);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
@@ -1042,7 +1063,7 @@ static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusM
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct kms_key_record *k = NULL;
 
-                if (kms_store_key_get(w->store, keys[i].name, true, &k) < 0)
+                if (!may(req, KMS_OP_READ, &keys[i]) || kms_store_key_get(w->store, keys[i].name, true, &k) < 0)
                         continue;
                 for (size_t j = 0; r >= 0 && j < k->n_versions; j++) {
                         const struct kms_key_version_record *v = &k->versions[j];
@@ -1077,7 +1098,7 @@ static int run_enable_disable(struct kms_worker *w, struct kms_request *req, DBu
         DBusMessageIter it;
         int r;
 
-        r = load_for_change(w, req, KMS_OP_DISABLE, false, &k, errmsg, errlen);
+        r = load_for_change(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
         if (k->state != from)
@@ -1101,7 +1122,7 @@ static int run_cancel_destroy(struct kms_worker *w, struct kms_request *req, DBu
         DBusMessageIter it;
         int r;
 
-        r = load_for_change(w, req, KMS_OP_DESTROY, false, &k, errmsg, errlen);
+        r = load_for_change(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
         if (k->destroy_at == 0)
@@ -1122,7 +1143,7 @@ static int run_set_key(struct kms_worker *w, struct kms_request *req, DBusMessag
         DBusMessageIter it;
         int r;
 
-        r = load_for_change(w, req, KMS_OP_ROTATE, false, &k, errmsg, errlen);
+        r = load_for_change(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
         if (k->state == KMS_KEY_DESTROYED || k->state == KMS_KEY_REVOKED)
@@ -1175,9 +1196,9 @@ static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, D
 }
 
 static const struct kms_method internal_methods[] = {
-        { "ScheduledRotate", "", NULL, run_internal_rotate },
-        { "UsageRotate", "", NULL, run_internal_rotate },
-        { "ScheduledDestroy", "", NULL, run_internal_destroy },
+        { "ScheduledRotate", "", KMS_OP_ROTATE, KMS_SCOPE_NONE, NULL, run_internal_rotate },
+        { "UsageRotate", "", KMS_OP_ROTATE, KMS_SCOPE_NONE, NULL, run_internal_rotate },
+        { "ScheduledDestroy", "", KMS_OP_DESTROY, KMS_SCOPE_NONE, NULL, run_internal_destroy },
 };
 
 int kms_internal_submit(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary)
@@ -1232,23 +1253,109 @@ static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage
         return r;
 }
 
+static int run_get_policy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                          size_t errlen)
+{
+        const struct kms_policy *p = req->policy;
+        DBusMessageIter it, dict, arr;
+        char rights[256];
+        int r;
+
+        kms_operations_format(kms_policy_owner_rights(p), rights, sizeof(rights));
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !(dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+                        dict_add_str(&dict, "dir", w->daemon->cfg.policy_dir) &&
+                        dict_add_str(&dict, "admin_group", w->daemon->cfg.admin_group) &&
+                        dict_add_bool(&dict, "admin_group_exists", *kms_policy_admin_group(p) != '\0') &&
+                        dict_add_str(&dict, "owner_rights", rights) &&
+                        dbus_message_iter_close_container(&it, &dict) &&
+                        dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr)))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < kms_policy_n_rules(p); i++) {
+                struct kms_policy_rule_info ri;
+
+                kms_policy_rule_info(p, i, &ri);
+                if (!(dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+                      dict_add_str(&dict, "name", ri.name) && dict_add_str(&dict, "file", ri.file) &&
+                      dict_add_u32(&dict, "line", ri.line) &&
+                      dict_add_str(&dict, "effect", ri.allow ? "allow" : "deny") &&
+                      dict_add_str(&dict, "subjects", ri.subjects) && dict_add_str(&dict, "operations", ri.operations) &&
+                      dict_add_str(&dict, "keys", ri.keys) && dbus_message_iter_close_container(&arr, &dict)))
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
+                r = -ENOMEM;
+        return r;
+}
+
+static int run_check_policy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                            size_t errlen)
+{
+        struct kms_caller who = { .pid = 0 };
+        struct kms_decision dec;
+        uid_t owner = KMS_NO_OWNER;
+        const char *key = req->name[0] ? req->name : NULL;
+        DBusMessageIter it;
+        dbus_bool_t allow;
+        char why[KMS_POLICY_WHY_MAX + 64];
+        int r;
+
+        if (req->check_uid_set)
+                who.uid = req->check_uid;
+        else {
+                struct passwd pw, *res = NULL;
+                char buf[4096];
+
+                if (getpwnam_r(req->check_user, &pw, buf, sizeof(buf), &res) != 0 || !res)
+                        return fail(errmsg, errlen, -ENOENT, "no user named '%s'", req->check_user);
+                who.uid = pw.pw_uid;
+        }
+        (void)kms_caller_resolve_groups(&who);
+        if (key) {
+                r = kms_store_key_owner(w->store, key, &owner);
+                if (r < 0 && r != -ENOENT)
+                        return store_fail(r, req, errmsg, errlen);
+        }
+        allow = kms_policy_decide(req->policy, &who, req->check_op, key, owner, &dec);
+        snprintf(why, sizeof(why), "%s%s", dec.why, key && owner == KMS_NO_OWNER ? " (no such key yet)" : "");
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !(dbus_message_iter_append_basic(&it, DBUS_TYPE_BOOLEAN, &allow) &&
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &(const char *){ why })))
+                r = -ENOMEM;
+        return r;
+}
+
+static int run_reload_policy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                             size_t errlen)
+{
+        char err[KMS_ERRMSG_MAX - 64];
+        int r = kms_access_reload(w->daemon, err, sizeof(err));
+
+        if (r < 0)
+                return fail(errmsg, errlen, r, "policy not reloaded, the old policy stays in force: %s", err);
+        return reply_u32(req, ret, (uint32_t)r);
+}
+
 static const struct kms_method methods[] = {
-        { "CreateKey", "ssa{sv}", parse_create, run_create },
-        { "ListKeys", "a{sv}", parse_list, run_list },
-        { "DescribeKey", "s", parse_name_only, run_describe },
-        { "GetPublicKey", "su", parse_public, run_public },
-        { "Sign", "saya{sv}", parse_sign, run_sign },
-        { "SignDigest", "saya{sv}", parse_sign_digest, run_sign },
-        { "Verify", "sayaya{sv}", parse_verify, run_verify },
-        { "DestroyKey", "sa{sv}", parse_destroy, run_destroy },
-        { "RotateKey", "sa{sv}", parse_no_options, run_rotate },
-        { "RevokeKey", "sa{sv}", parse_revoke, run_revoke },
-        { "ListRevoked", "a{sv}", parse_list_revoked, run_list_revoked },
-        { "DisableKey", "sa{sv}", parse_no_options, run_enable_disable },
-        { "EnableKey", "sa{sv}", parse_no_options, run_enable_disable },
-        { "CancelDestroy", "sa{sv}", parse_no_options, run_cancel_destroy },
-        { "SetKeyOptions", "sa{sv}", parse_set_key, run_set_key },
-        { "GetStatus", "", parse_none, run_status },
+        { "CreateKey", "ssa{sv}", KMS_OP_CREATE, KMS_SCOPE_CREATE, parse_create, run_create },
+        { "ListKeys", "a{sv}", KMS_OP_READ, KMS_SCOPE_FILTER, parse_list, run_list },
+        { "DescribeKey", "s", KMS_OP_READ, KMS_SCOPE_KEY, parse_name_only, run_describe },
+        { "GetPublicKey", "su", KMS_OP_READ, KMS_SCOPE_KEY, parse_public, run_public },
+        { "Sign", "saya{sv}", KMS_OP_SIGN, KMS_SCOPE_KEY, parse_sign, run_sign },
+        { "SignDigest", "saya{sv}", KMS_OP_SIGN, KMS_SCOPE_KEY, parse_sign_digest, run_sign },
+        { "Verify", "sayaya{sv}", KMS_OP_VERIFY, KMS_SCOPE_KEY, parse_verify, run_verify },
+        { "DestroyKey", "sa{sv}", KMS_OP_DESTROY, KMS_SCOPE_KEY, parse_destroy, run_destroy },
+        { "RotateKey", "sa{sv}", KMS_OP_ROTATE, KMS_SCOPE_KEY, parse_no_options, run_rotate },
+        { "RevokeKey", "sa{sv}", KMS_OP_REVOKE, KMS_SCOPE_KEY, parse_revoke, run_revoke },
+        { "ListRevoked", "a{sv}", KMS_OP_READ, KMS_SCOPE_FILTER, parse_list_revoked, run_list_revoked },
+        { "DisableKey", "sa{sv}", KMS_OP_DISABLE, KMS_SCOPE_KEY, parse_no_options, run_enable_disable },
+        { "EnableKey", "sa{sv}", KMS_OP_DISABLE, KMS_SCOPE_KEY, parse_no_options, run_enable_disable },
+        { "CancelDestroy", "sa{sv}", KMS_OP_DESTROY, KMS_SCOPE_KEY, parse_no_options, run_cancel_destroy },
+        { "SetKeyOptions", "sa{sv}", KMS_OP_ROTATE, KMS_SCOPE_KEY, parse_set_key, run_set_key },
+        { "GetStatus", "", KMS_OP_STATUS, KMS_SCOPE_GLOBAL, parse_none, run_status },
+        { "GetPolicy", "", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_none, run_get_policy },
+        { "CheckPolicy", "sss", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_check_policy, run_check_policy },
+        { "ReloadPolicy", "", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_none, run_reload_policy },
 };
 
 const struct kms_method *kms_method_find(const char *member)

@@ -15,6 +15,7 @@ void kms_request_free(struct kms_request *req)
                 return;
         if (req->msg)
                 dbus_message_unref(req->msg);
+        kms_policy_unref(req->policy);
         free(req);
 }
 

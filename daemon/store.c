@@ -29,6 +29,7 @@ enum stmt_id {
         STMT_VERSION_REVOKE,
         STMT_KEY_SET_REVOKED,
         STMT_VERSION_SET_STATE,
+        STMT_KEY_OWNER,
         _STMT_MAX,
 };
 
@@ -67,6 +68,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_KEY_SET_REVOKED] = "UPDATE keys SET state = 'revoked', destroy_at = 0 WHERE id = ?1 AND NOT EXISTS"
                                  " (SELECT 1 FROM key_versions WHERE key_id = ?1 AND state IN ('active', 'lost'))",
         [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
+        [STMT_KEY_OWNER] = "SELECT owner FROM keys WHERE name = ?1",
 };
 
 static const char schema_v1[] =
@@ -533,6 +535,24 @@ int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_k
         *ret = keys;
         *ret_n = n;
         return 0;
+}
+
+int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret)
+{
+        sqlite3_stmt *st = stmt(s, STMT_KEY_OWNER);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                *ret = (uid_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        return rc == SQLITE_ROW ? 0 : sql_err(s, rc, "key owner");
 }
 
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kms-key.h"
 
@@ -74,6 +75,8 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 
 /* All keys sorted by name, without versions. */
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
+/* The owner of the key named name (destroyed keys too); -ENOENT if none. */
+int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret);
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret);
 /* Keys of one owner (owner < 0: all). */
 int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64_t owner, size_t *ret);

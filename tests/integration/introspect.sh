@@ -37,10 +37,33 @@ Sign saya{sv} ayu
 SignDigest saya{sv} ayu
 Verify sayaya{sv} bu
 DestroyKey sa{sv} -
+RotateKey sa{sv} u
+RevokeKey sa{sv} u
+ListRevoked a{sv} aa{sv}
+DisableKey sa{sv} -
+EnableKey sa{sv} -
+CancelDestroy sa{sv} -
+SetKeyOptions sa{sv} a{sv}
 GetStatus - a{sv}
+GetPolicy - a{sv}aa{sv}
+CheckPolicy sss bs
+ReloadPolicy - u
 EOF
 
-for sig in "KeyCreated su" "KeyDestroyed s"; do
+# Every method kmsd dispatches (its table in daemon/methods.c) is in the
+# introspection with the signature kmsd checks, and nothing else is.
+src=$(dirname "${BASH_SOURCE[0]}")/../../daemon/methods.c
+table=$(sed -n 's/^ *{ "\([A-Za-z]*\)", "\([^"]*\)", KMS_OP_[A-Z]*, KMS_SCOPE_\(KEY\|GLOBAL\|CREATE\|FILTER\).*/\1 \2/p' "$src" |
+        sed 's/ $//' | sort)
+listed=$(awk '$2 == "method" && $1 ~ /^\./ { print substr($1, 2), ($3 == "-" ? "" : $3) }' introspect.txt |
+        grep -v -E '^(Introspect|Ping|GetMachineId|Get|GetAll|Set)( |$)' | sed 's/ $//' | sort)
+if [[ -n "$table" && "$table" == "$listed" ]]; then
+        pass "the introspection lists exactly the $(wc -l <<<"$table") methods of kmsd's table"
+else
+        fail "method table and introspection differ: $(diff <(echo "$table") <(echo "$listed") | tr '\n' ' ')"
+fi
+
+for sig in "KeyCreated su" "KeyRotated su" "KeyRevoked sus" "KeyDestroyed s"; do
         read -r name s <<<"$sig"
         if awk -v m=".$name" -v s="$s" '$1 == m && $2 == "signal" && $3 == s { f = 1 } END { exit !f }' introspect.txt; then
                 pass "signal $name($s)"

@@ -10,6 +10,8 @@
 # Environment (set by ctest, see tests/CMakeLists.txt):
 #   KMSD_BIN, KMSCTL_BIN    the binaries under test
 #   KMS_EXTRA_CONFIG        extra lines appended to kmsd.conf (set before start)
+#   KMS_ADMIN_GROUP         [policy] admin_group (default: none, only root);
+#                           policy files go in $KMS_T/policy.d
 #   KMS_KEEP_TMP=1          keep the temporary folder (debugging)
 #
 # Results: pass/fail count checks; kms_finish prints the tally and exits
@@ -288,7 +290,12 @@ log_target = stderr
 module = $KMS_PKCS11_MODULE
 token_label = $KMS_TOKEN_LABEL
 pin_file = $KMS_T/pin
+
+[policy]
+dir = $KMS_T/policy.d
+admin_group = ${KMS_ADMIN_GROUP:-}
 EOF
+        mkdir -p "$KMS_T/policy.d"
         if [[ -n "$KMS_EXTRA_CONFIG" ]]; then
                 printf '\n%s\n' "$KMS_EXTRA_CONFIG" >>"$KMS_T/kmsd.conf"
         fi

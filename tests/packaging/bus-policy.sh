@@ -69,6 +69,18 @@ log_target = stderr
 module = /usr/lib/softhsm/libsofthsm2.so
 token_label = kmsd
 pin_file = $K/pin
+
+[policy]
+dir = $K/policy.d
+EOF2
+# The bus lets anyone call; kmsd decides, by its own policy: this one lets
+# any user ask for the status and create keys under bus/.
+mkdir -p "$K/policy.d"
+cat >"$K/policy.d/bus-test.conf" <<EOF2
+[bus-test]
+subjects = any
+operations = status, create
+keys = bus/*
 EOF2
 chown -R "$KUSER:$KUSER" "$K"
 SOFTHSM2_CONF=$K/softhsm2.conf "${AS_KMSD[@]}" softhsm2-util --init-token --free --label kmsd \

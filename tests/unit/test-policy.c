@@ -1,84 +1,378 @@
-/* The default access rules (policy/policy.c): root may do everything; a
- * key's owner may use and change it; anyone may read and verify; only
- * root may create a key for another owner. */
+/* The policy parser and the decision function (policy/policy.c): rule
+ * order, globs, groups, owner rights, default deny, admins, and the
+ * file:line of every refusal. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kms-policy.h"
 
-static const struct {
-        uid_t caller, owner;
-        enum kms_operation op;
-        int expected;
-} cases[] = {
-        /* root */
-        { 0, 1000, KMS_OP_SIGN, 0 },
-        { 0, 1000, KMS_OP_DESTROY, 0 },
-        { 0, 1000, KMS_OP_CREATE, 0 },
-        { 0, 1000, KMS_OP_REVOKE, 0 },
-        /* owner */
-        { 1000, 1000, KMS_OP_SIGN, 0 },
-        { 1000, 1000, KMS_OP_DESTROY, 0 },
-        { 1000, 1000, KMS_OP_ROTATE, 0 },
-        { 1000, 1000, KMS_OP_REVOKE, 0 },
-        { 1000, 1000, KMS_OP_DISABLE, 0 },
-        { 1000, 1000, KMS_OP_CREATE, 0 },
-        /* someone else */
-        { 1001, 1000, KMS_OP_SIGN, -EACCES },
-        { 1001, 1000, KMS_OP_DESTROY, -EACCES },
-        { 1001, 1000, KMS_OP_ROTATE, -EACCES },
-        { 1001, 1000, KMS_OP_REVOKE, -EACCES },
-        { 1001, 1000, KMS_OP_DISABLE, -EACCES },
-        { 1001, 1000, KMS_OP_CREATE, -EACCES }, /* create for another owner */
-        { 1001, 0, KMS_OP_SIGN, -EACCES },      /* root's key */
-        /* reading is open */
-        { 1001, 1000, KMS_OP_READ, 0 },
-        { 1001, 1000, KMS_OP_VERIFY, 0 },
-        { 1001, 1000, KMS_OP_STATUS, 0 },
+static const struct kms_policy_settings settings = {
+        .admin_group = "",
+        .owner_rights = KMS_OWNER_RIGHTS_DEFAULT,
 };
 
-static void test_table(void **state)
+static struct kms_policy *load(const char *text)
 {
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                struct kms_caller c = { .uid = cases[i].caller, .pid = 42 };
-                const char *why = NULL;
-                int r = kms_policy_check(&c, cases[i].op, cases[i].owner, &why);
+        struct kms_policy *p = NULL;
+        char err[512] = "";
 
-                if (r != cases[i].expected)
-                        fail_msg("case %zu: uid %u %s on a key of uid %u: got %d, expected %d", i,
-                                 (unsigned)cases[i].caller, kms_operation_to_string(cases[i].op),
-                                 (unsigned)cases[i].owner, r, cases[i].expected);
-                if (r < 0)
-                        assert_non_null(why); /* a denial always says why */
+        if (kms_policy_load_string(&settings, text, "test.conf", &p, err, sizeof(err)) < 0)
+                fail_msg("policy refused: %s", err);
+        return p;
+}
+
+/* Refused with exactly this "test.conf:LINE: ..." prefix. */
+static void refused(const char *text, const char *expect)
+{
+        struct kms_policy *p = NULL;
+        char err[512] = "";
+
+        assert_int_equal(kms_policy_load_string(&settings, text, "test.conf", &p, err, sizeof(err)), -EINVAL);
+        assert_null(p);
+        if (strncmp(err, expect, strlen(expect)) != 0)
+                fail_msg("expected '%s...', got '%s'", expect, err);
+}
+
+static struct kms_caller caller(uid_t uid, gid_t gid)
+{
+        struct kms_caller c = {.uid = uid, .pid = 42, .n_gids = 1};
+
+        c.gids[0] = gid;
+        return c;
+}
+
+static bool allowed(const struct kms_policy *p, uid_t uid, gid_t gid, enum kms_operation op, const char *key,
+                    uid_t owner, char *why, size_t len)
+{
+        struct kms_caller c = caller(uid, gid);
+        struct kms_decision d;
+        bool r = kms_policy_decide(p, &c, op, key, owner, &d);
+
+        if (why)
+                snprintf(why, len, "%s", d.why);
+        return r;
+}
+
+static void test_default_deny(void **state)
+{
+        struct kms_policy *p = load("");
+        char why[KMS_POLICY_WHY_MAX];
+
+        (void)state;
+        for (int op = 0; op < _KMS_OP_MAX; op++)
+                assert_false(allowed(p, 1000, 1000, op, "chat/bob", 1001, why, sizeof(why)));
+        assert_string_equal(why, "no rule matched: denied by default");
+        /* Not about a key: denied too. */
+        assert_false(allowed(p, 1000, 1000, KMS_OP_STATUS, NULL, KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
+}
+
+static void test_owner_rights(void **state)
+{
+        struct kms_policy *p = load("");
+        char why[KMS_POLICY_WHY_MAX];
+
+        (void)state;
+        assert_true(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/alice", 1000, why, sizeof(why)));
+        assert_string_equal(why, "owner of the key (owner_rights in kmsd.conf)");
+        assert_true(allowed(p, 1000, 1000, KMS_OP_DESTROY, "chat/alice", 1000, NULL, 0));
+        /* Not create (no key yet), audit, admin, status. */
+        assert_false(allowed(p, 1000, 1000, KMS_OP_CREATE, "chat/alice", 1000, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_ADMIN, "chat/alice", 1000, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_AUDIT, "chat/alice", 1000, NULL, 0));
+        /* No such key: nobody owns it. */
+        assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/alice", KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
+
+        /* owner_rights narrowed in kmsd.conf. */
+        {
+                struct kms_policy_settings st = settings;
+                char err[256];
+
+                st.owner_rights = KMS_OP_BIT(KMS_OP_READ);
+                assert_int_equal(kms_policy_load_string(&st, "", "x", &p, err, sizeof(err)), 0);
+                assert_true(allowed(p, 1000, 1000, KMS_OP_READ, "k", 1000, NULL, 0));
+                assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "k", 1000, NULL, 0));
+                kms_policy_unref(p);
         }
 }
 
-static void test_null_caller(void **state)
+static void test_root_is_admin(void **state)
 {
-        assert_int_equal(kms_policy_check(NULL, KMS_OP_READ, 0, NULL), -EINVAL);
+        struct kms_policy *p = load("[no-root]\nsubjects = uid:0\noperations = sign\nkeys = *\neffect = deny\n");
+        char why[KMS_POLICY_WHY_MAX];
+
+        (void)state;
+        assert_true(allowed(p, 0, 0, KMS_OP_SIGN, "chat/bob", 1001, why, sizeof(why)));
+        assert_string_equal(why, "admin: uid 0");
+        assert_true(allowed(p, 0, 0, KMS_OP_ADMIN, NULL, KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
 }
 
-static void test_unknown_operation(void **state)
+static void test_admin_group(void **state)
 {
-        struct kms_caller c = { .uid = 1000 };
-        const char *why = NULL;
+        struct kms_policy_settings st = settings;
+        struct kms_policy *p = NULL;
+        struct kms_caller c = caller(1000, 1000);
+        struct kms_decision d;
+        char err[256];
 
-        assert_int_equal(kms_policy_check(&c, (enum kms_operation)_KMS_OP_MAX, 1000, &why), -EACCES);
-        assert_non_null(why);
-        assert_string_equal(kms_operation_to_string((enum kms_operation)_KMS_OP_MAX), "unknown");
+        (void)state;
+        /* "root" exists as a group on every Linux. */
+        st.admin_group = "root";
+        assert_int_equal(kms_policy_load_string(&st, "", "x", &p, err, sizeof(err)), 0);
+        assert_string_equal(kms_policy_admin_group(p), "root");
+        assert_false(kms_policy_decide(p, &c, KMS_OP_SIGN, "k", 5, &d));
+        c.gids[c.n_gids++] = 0;
+        assert_true(kms_policy_decide(p, &c, KMS_OP_SIGN, "k", 5, &d));
+        assert_string_equal(d.why, "admin: member of group root");
+        assert_true(kms_policy_is_admin(p, &c));
+        kms_policy_unref(p);
+
+        /* A group that does not exist: only root is admin, no error. */
+        st.admin_group = "no-such-group-kmsd-test";
+        assert_int_equal(kms_policy_load_string(&st, "", "x", &p, err, sizeof(err)), 0);
+        assert_string_equal(kms_policy_admin_group(p), "");
+        kms_policy_unref(p);
+}
+
+static const char chat_app[] = "# the messaging app\n"
+                               "[chat-app]\n"
+                               "subjects = uid:1000, gid:2000\n"
+                               "operations = sign,derive,session,read\n"
+                               "keys = chat/*\n";
+
+static void test_rule_grants_exactly(void **state)
+{
+        struct kms_policy *p = load(chat_app);
+        char why[KMS_POLICY_WHY_MAX];
+
+        (void)state;
+        assert_true(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/bob", 1001, why, sizeof(why)));
+        assert_string_equal(why, "rule [chat-app] (test.conf:2, effect allow)");
+        assert_true(allowed(p, 1000, 1000, KMS_OP_DERIVE, "chat/bob", 1001, NULL, 0));
+        /* '*' crosses '/'. */
+        assert_true(allowed(p, 1000, 1000, KMS_OP_READ, "chat/team/bob", 1001, NULL, 0));
+        /* Other operations, other keys, other users: no. */
+        assert_false(allowed(p, 1000, 1000, KMS_OP_DESTROY, "chat/bob", 1001, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "mail/bob", 1001, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat", 1001, NULL, 0));
+        assert_false(allowed(p, 1002, 1002, KMS_OP_SIGN, "chat/bob", 1001, NULL, 0));
+        /* The group, through any of the caller's groups. */
+        assert_true(allowed(p, 1003, 2000, KMS_OP_SIGN, "chat/bob", 1001, NULL, 0));
+        {
+                struct kms_caller c = caller(1004, 1004);
+                c.gids[c.n_gids++] = 3000;
+                c.gids[c.n_gids++] = 2000;
+                assert_true(kms_policy_decide(p, &c, KMS_OP_SESSION, "chat/x", 1, NULL));
+        }
+        kms_policy_unref(p);
+}
+
+static void test_first_match_wins(void **state)
+{
+        struct kms_policy *p = load("[no-secret]\n"
+                                    "subjects = any\n"
+                                    "operations = sign\n"
+                                    "keys = chat/secret\n"
+                                    "effect = deny\n"
+                                    "\n"
+                                    "[chat]\n"
+                                    "subjects = uid:1000\n"
+                                    "operations = sign\n"
+                                    "keys = chat/*\n");
+        char why[KMS_POLICY_WHY_MAX];
+
+        (void)state;
+        assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/secret", 1001, why, sizeof(why)));
+        assert_string_equal(why, "rule [no-secret] (test.conf:1, effect deny)");
+        assert_true(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/other", 1001, why, sizeof(why)));
+        assert_string_equal(why, "rule [chat] (test.conf:7, effect allow)");
+        /* A deny rule overrides the owner's default rights. */
+        assert_false(allowed(p, 1001, 1001, KMS_OP_SIGN, "chat/secret", 1001, NULL, 0));
+        kms_policy_unref(p);
+}
+
+static void test_owner_subject_and_globs(void **state)
+{
+        struct kms_policy *p = load("[own-audit]\n"
+                                    "subjects = owner\n"
+                                    "operations = audit\n"
+                                    "keys = *\n"
+                                    "[svc]\n"
+                                    "subjects = user:nobody\n"
+                                    "operations = decrypt verify\n"
+                                    "keys = svc/unwrap-? svc/[ab]* svc/[!x]z\n"
+                                    "[ops]\n"
+                                    "subjects = uid:1500\n"
+                                    "operations = status admin\n"
+                                    "keys = *\n");
+
+        (void)state;
+        assert_true(allowed(p, 1000, 1000, KMS_OP_AUDIT, "any/key", 1000, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_AUDIT, "any/key", 1001, NULL, 0));
+        assert_true(allowed(p, 65534, 65534, KMS_OP_DECRYPT, "svc/unwrap-1", 0, NULL, 0));
+        assert_false(allowed(p, 65534, 65534, KMS_OP_DECRYPT, "svc/unwrap-12", 0, NULL, 0));
+        assert_true(allowed(p, 65534, 65534, KMS_OP_VERIFY, "svc/beta", 0, NULL, 0));
+        assert_false(allowed(p, 65534, 65534, KMS_OP_VERIFY, "svc/cat", 0, NULL, 0));
+        assert_true(allowed(p, 65534, 65534, KMS_OP_VERIFY, "svc/yz", 0, NULL, 0));
+        assert_false(allowed(p, 65534, 65534, KMS_OP_VERIFY, "svc/xz", 0, NULL, 0));
+        /* Requests not about a key: the keys line is not consulted. */
+        assert_true(allowed(p, 1500, 1500, KMS_OP_STATUS, NULL, KMS_NO_OWNER, NULL, 0));
+        assert_true(allowed(p, 1500, 1500, KMS_OP_ADMIN, NULL, KMS_NO_OWNER, NULL, 0));
+        assert_false(allowed(p, 1000, 1000, KMS_OP_STATUS, NULL, KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
+}
+
+static void test_rule_info(void **state)
+{
+        struct kms_policy *p = load(chat_app);
+        struct kms_policy_rule_info ri;
+
+        (void)state;
+        assert_int_equal(kms_policy_n_rules(p), 1);
+        kms_policy_rule_info(p, 0, &ri);
+        assert_string_equal(ri.name, "chat-app");
+        assert_string_equal(ri.file, "test.conf");
+        assert_int_equal(ri.line, 2);
+        assert_true(ri.allow);
+        assert_string_equal(ri.subjects, "uid:1000 gid:2000");
+        assert_string_equal(ri.operations, "read,sign,derive,session");
+        assert_string_equal(ri.keys, "chat/*");
+        kms_policy_unref(p);
+}
+
+static void test_parse_errors(void **state)
+{
+        (void)state;
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = *\ncolour = blue\n",
+                "test.conf:5: unknown key 'colour'");
+        refused("[r]\nsubjects = any\noperations = sign, fly\nkeys = *\n", "test.conf:3: unknown operation 'fly'");
+        refused("[r]\nsubjects = user:no-such-user-kmsd\noperations = sign\nkeys = *\n",
+                "test.conf:2: unknown user 'no-such-user-kmsd'");
+        refused("[r]\nsubjects = group:no-such-group-kmsd\noperations = sign\nkeys = *\n",
+                "test.conf:2: unknown group 'no-such-group-kmsd'");
+        refused("[r]\nsubjects = everyone\noperations = sign\nkeys = *\n", "test.conf:2: unknown subject 'everyone'");
+        refused("[r]\nsubjects = uid:abc\noperations = sign\nkeys = *\n", "test.conf:2: 'uid:abc': not a number");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = chat/[ab\n",
+                "test.conf:4: key pattern 'chat/[ab': '['");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = chat/a]\n", "test.conf:4: key pattern 'chat/a]'");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = chat/a b$\n", "test.conf:4: key pattern 'b$'");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = *\neffect = maybe\n", "test.conf:5: effect = 'maybe'");
+        refused("[r]\nsubjects = any\nsubjects = any\n", "test.conf:3: 'subjects' given twice");
+        /* Incomplete rules are reported at their section line, also the last. */
+        refused("[r]\nsubjects = any\noperations = sign\n\n[s]\n", "test.conf:1: rule [r] needs");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = *\n[s]\n", "test.conf:5: rule [s] needs");
+        refused("subjects = any\n", "test.conf:1: 'subjects' outside a rule");
+        refused("[bad name]\n", "test.conf:1: rule name [bad name]");
+        refused("[r]\nsubjects = any\noperations = sign\nkeys = *\n[r]\n", "test.conf:5: rule [r] is already defined");
+        refused("[r]\nsubjects any\n", "test.conf:2: syntax error");
+}
+
+static void test_load_dir(void **state)
+{
+        char dir[] = "/tmp/kms-policy-XXXXXX", path[256], err[512];
+        struct kms_policy_settings st = settings;
+        struct kms_policy *p = NULL, *old;
+        FILE *f;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        st.dir = dir;
+        snprintf(path, sizeof(path), "%s/20-chat.conf", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(chat_app, f);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/10-deny.conf", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("[deny-bob]\nsubjects = uid:1000\noperations = sign\nkeys = chat/bob\neffect = deny\n", f);
+        fclose(f);
+        snprintf(path, sizeof(path), "%s/notes.txt", dir); /* not a .conf: ignored */
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("garbage\n", f);
+        fclose(f);
+
+        assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), 0);
+        assert_int_equal(kms_policy_n_rules(p), 2);
+        /* 10-deny.conf comes first. */
+        assert_false(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/bob", 1, NULL, 0));
+        assert_true(allowed(p, 1000, 1000, KMS_OP_SIGN, "chat/eve", 1, NULL, 0));
+
+        /* A broken file: refused with its name and line, nothing returned;
+         * the caller keeps the old policy. */
+        old = p;
+        p = NULL;
+        snprintf(path, sizeof(path), "%s/30-broken.conf", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("[x]\nsubjects = any\noperations = sing\nkeys = *\n", f);
+        fclose(f);
+        assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), -EINVAL);
+        assert_null(p);
+        assert_non_null(strstr(err, "30-broken.conf:3: unknown operation 'sing'"));
+        assert_true(allowed(old, 1000, 1000, KMS_OP_SIGN, "chat/eve", 1, NULL, 0));
+        kms_policy_unref(old);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/10-deny.conf", dir);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/20-chat.conf", dir);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/notes.txt", dir);
+        unlink(path);
+        rmdir(dir);
+
+        /* A missing folder: no rules, no error. */
+        assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), 0);
+        assert_int_equal(kms_policy_n_rules(p), 0);
+        kms_policy_unref(p);
+}
+
+static void test_operations(void **state)
+{
+        unsigned mask = 0;
+        const char *bad = NULL;
+        char buf[256];
+
+        (void)state;
+        for (int op = 0; op < _KMS_OP_MAX; op++)
+                assert_int_equal(kms_operation_from_string(kms_operation_to_string(op)), op);
+        assert_int_equal(kms_operation_from_string("fly"), KMS_OP_INVALID);
+        assert_int_equal(kms_operations_parse(" sign,derive  session ", &mask, &bad), 0);
+        assert_int_equal(mask, KMS_OP_BIT(KMS_OP_SIGN) | KMS_OP_BIT(KMS_OP_DERIVE) | KMS_OP_BIT(KMS_OP_SESSION));
+        kms_operations_format(mask, buf, sizeof(buf));
+        assert_string_equal(buf, "sign,derive,session");
+        assert_int_equal(kms_operations_parse("sign,nope", &mask, &bad), -EINVAL);
+        assert_string_equal(bad, "nope");
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_table),
-                cmocka_unit_test(test_null_caller),
-                cmocka_unit_test(test_unknown_operation),
+                cmocka_unit_test(test_default_deny),
+                cmocka_unit_test(test_owner_rights),
+                cmocka_unit_test(test_root_is_admin),
+                cmocka_unit_test(test_admin_group),
+                cmocka_unit_test(test_rule_grants_exactly),
+                cmocka_unit_test(test_first_match_wins),
+                cmocka_unit_test(test_owner_subject_and_globs),
+                cmocka_unit_test(test_rule_info),
+                cmocka_unit_test(test_parse_errors),
+                cmocka_unit_test(test_load_dir),
+                cmocka_unit_test(test_operations),
         };
+
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
