@@ -25,6 +25,11 @@
 #define KMS_ERROR_INTERNAL        KMS_ERROR_PREFIX "Internal"
 #define KMS_ERROR_SHUTTING_DOWN   KMS_ERROR_PREFIX "ShuttingDown"
 #define KMS_ERROR_POLICY_INVALID  KMS_ERROR_PREFIX "PolicyInvalid"
+#define KMS_ERROR_SESSION_NOT_FOUND KMS_ERROR_PREFIX "SessionNotFound"
+#define KMS_ERROR_SESSION_EXPIRED KMS_ERROR_PREFIX "SessionExpired"
+#define KMS_ERROR_REPLAY          KMS_ERROR_PREFIX "Replay"
+#define KMS_ERROR_STALE           KMS_ERROR_PREFIX "Stale"
+#define KMS_ERROR_INTEGRITY       KMS_ERROR_PREFIX "IntegrityFailure"
 
 /* Signals. */
 #define KMS_SIGNAL_KEY_CREATED    "KeyCreated"   /* (s name, u version) */

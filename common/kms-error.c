@@ -30,6 +30,12 @@ const char *kms_error_to_bus_name(int r)
         case -EROFS: return KMS_ERROR_STORE;
         case -ESHUTDOWN: return KMS_ERROR_SHUTTING_DOWN;
         case KMS_E_POLICY: return KMS_ERROR_POLICY_INVALID;
+        case KMS_E_NO_SESSION: return KMS_ERROR_SESSION_NOT_FOUND;
+        case KMS_E_EXPIRED: return KMS_ERROR_SESSION_EXPIRED;
+        case KMS_E_REPLAY:
+        case KMS_E_REORDERED: return KMS_ERROR_REPLAY;
+        case KMS_E_STALE: return KMS_ERROR_STALE;
+        case KMS_E_INTEGRITY: return KMS_ERROR_INTEGRITY;
         default: return KMS_ERROR_INTERNAL;
         }
 }
@@ -41,7 +47,7 @@ int kms_error_exit_code(const char *name)
         if (strcmp(name, KMS_ERROR_ACCESS_DENIED) == 0 ||
             strcmp(name, "org.freedesktop.DBus.Error.AccessDenied") == 0)
                 return KMS_EXIT_DENIED;
-        if (strcmp(name, KMS_ERROR_NOT_FOUND) == 0)
+        if (strcmp(name, KMS_ERROR_NOT_FOUND) == 0 || strcmp(name, KMS_ERROR_SESSION_NOT_FOUND) == 0)
                 return KMS_EXIT_NOT_FOUND;
         return KMS_EXIT_FAILURE;
 }

@@ -19,7 +19,14 @@ enum {
 #define KMS_E_DISABLED (-EKEYREJECTED)
 #define KMS_E_DESTROYED (-ENOKEY)
 #define KMS_E_STATE (-EALREADY) /* the change makes no sense in this state */
-#define KMS_E_POLICY (-EBADE)   /* a policy file is broken; the old policy stays */
+#define KMS_E_POLICY (-EBADRQC) /* a policy file is broken; the old policy stays */
+/* Sessions (the codes of kms-session-crypto.h where it has one). */
+#define KMS_E_NO_SESSION (-ENXIO)  /* unknown id, or another user's */
+#define KMS_E_EXPIRED (-ETIME)     /* past its time or its message limit */
+#define KMS_E_REPLAY (-ENOTUNIQ)   /* a sequence number seen before */
+#define KMS_E_REORDERED (-ECHRNG)  /* older than the newest accepted */
+#define KMS_E_STALE (-ESTALE)      /* timestamp outside the window */
+#define KMS_E_INTEGRITY (-EILSEQ)  /* the GCM tag (or RSA-OAEP padding) does not verify */
 
 /* Bus error name for a negative errno; never NULL (unknown → Internal). */
 const char *kms_error_to_bus_name(int r);

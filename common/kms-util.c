@@ -107,6 +107,14 @@ int64_t kms_now_unix(void)
         return (int64_t)ts.tv_sec;
 }
 
+uint64_t kms_now_unix_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 uint64_t kms_now_mono_ms(void)
 {
         struct timespec ts;

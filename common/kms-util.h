@@ -68,4 +68,6 @@ int kms_hex_decode(const char *s, uint8_t **ret, size_t *ret_len);
 
 /* Current wall-clock time in Unix seconds and monotonic milliseconds. */
 int64_t kms_now_unix(void);
+/* Wall-clock time in milliseconds since the epoch. */
+uint64_t kms_now_unix_ms(void);
 uint64_t kms_now_mono_ms(void);

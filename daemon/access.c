@@ -123,6 +123,14 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                         key = NULL;
                 }
                 break;
+        case KMS_SCOPE_SESSION:
+                /* The caller's own session, on a key the caller may still
+                 * use for sessions. Unknown and foreign ids go on to the
+                 * worker, which answers SessionNotFound for both. */
+                if (kms_sessions_key_name(&d->sessions, req->session_id, req->caller.uid, req->name,
+                                          sizeof(req->name)) < 0)
+                        return 0;
+                /* fall through */
         case KMS_SCOPE_KEY:
                 key = req->name;
                 r = key_owner(d, key, &owner);

@@ -14,6 +14,7 @@
 #include "kms-key.h"
 #include "key-cache.h"
 #include "kms-policy.h"
+#include "session.h"
 #include "store.h"
 
 /* Caps on what callers can make kmsd hold (ssh-agent's AGENT_MAX_*). */
@@ -68,6 +69,14 @@ struct kms_request {
         /* The policy the bus thread decided under (a reference); workers
          * use it to filter lists and to answer CheckPolicy. */
         struct kms_policy *policy;
+        /* Derive, Decrypt and sessions; byte arrays point into msg. */
+        const uint8_t *peer, *salt, *info, *context, *aad;
+        size_t peer_len, salt_len, info_len, context_len, aad_len;
+        uint32_t length;
+        int role; /* enum kms_session_role */
+        uint64_t ttl, max_messages;
+        char session_id[40];
+
         /* CheckPolicy */
         char check_user[64];
         uid_t check_uid;
@@ -87,6 +96,7 @@ enum kms_scope {
         KMS_SCOPE_GLOBAL, /* op not about one key */
         KMS_SCOPE_CREATE, /* create on the name; admin to name another owner */
         KMS_SCOPE_FILTER, /* a list: the worker shows what op allows */
+        KMS_SCOPE_SESSION, /* op on the key of the caller's session */
         KMS_SCOPE_NONE,   /* internal requests */
 };
 
@@ -166,6 +176,7 @@ struct kms_daemon {
         struct kms_store *bus_store; /* bus thread only: key owners */
         pthread_mutex_t policy_lock; /* guards the pointer policy */
         struct kms_policy *policy;
+        struct kms_sessions sessions;
 };
 
 /* access.c: the policy in force, and the decision on the bus thread. */

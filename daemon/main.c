@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "daemon.h"
+#include "kms-secure-heap.h"
 #include "kms-log.h"
 #include "kms-pkcs11.h"
 #include "lifecycle.h"
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
                 {},
         };
         static struct kms_daemon daemon_state;
+        bool sessions_ready = false;
         struct kms_daemon *d = &daemon_state;
         const char *config_file = KMS_DEFAULT_CONFIG_FILE, *bus = NULL, *log_target = NULL;
         _cleanup_(freep) char *cred_pin = NULL;
@@ -185,6 +187,19 @@ int main(int argc, char **argv)
                 log_error("cannot create signalfd/eventfd: %s", strerror(errno));
                 goto out;
         }
+        /* Session keys live in OpenSSL's secure heap: locked in memory,
+         * out of core dumps. Before any thread starts. */
+        r = kms_secure_heap_init(KMS_SESSION_SECURE_HEAP_BYTES);
+        if (r == 1)
+                log_warning("the secure heap for session keys could not be locked in memory (RLIMIT_MEMLOCK "
+                            "below %u bytes?): session keys may be swapped",
+                            KMS_SESSION_SECURE_HEAP_BYTES);
+        else if (r < 0) {
+                log_error("cannot set up the secure heap for session keys: %s", strerror(-r));
+                goto out;
+        }
+        kms_sessions_init(&d->sessions);
+        sessions_ready = true;
         pthread_mutex_init(&d->watch_lock, NULL);
         kms_usage_init(&d->usage);
         kms_key_cache_init(&d->key_cache);
@@ -268,6 +283,8 @@ out:
         if (d->backend)
                 d->backend->ops->free(d->backend);
         kms_caller_cache_free(d);
+        if (sessions_ready)
+                kms_sessions_free(&d->sessions);
         if (d->policy)
                 kms_access_free(d);
         kms_usage_free(&d->usage);

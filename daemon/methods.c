@@ -5,13 +5,18 @@
  * (worker: load the key, act, reply). docs/dbus-api.md is the reference. */
 #include <pwd.h>
 #include <stdarg.h>
+
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "kms-bus.h"
 #include "kms-error.h"
+#include "kms-hkdf.h"
 #include "kms-log.h"
+#include "kms-session-crypto.h"
+#include "peer.h"
 #include "lifecycle.h"
 
 #define fail kms_errorf
@@ -130,18 +135,30 @@ static int option_verify(struct kms_request *req, const char *key, DBusMessageIt
         return option_sign(req, key, var, errmsg, errlen);
 }
 
-static int option_u64(DBusMessageIter *var, const char *key, uint64_t min, uint64_t *ret, char *errmsg, size_t errlen)
+static int option_number(DBusMessageIter *var, const char *key, int type, uint64_t min, uint64_t max, uint64_t *ret,
+                         char *errmsg, size_t errlen)
 {
-        dbus_uint64_t v;
-        int r = expect_type(var, DBUS_TYPE_UINT64, "t", key, errmsg, errlen);
+        dbus_uint64_t v64 = 0;
+        dbus_uint32_t v32 = 0;
+        int r = expect_type(var, type, type == DBUS_TYPE_UINT32 ? "u" : "t", key, errmsg, errlen);
 
         if (r < 0)
                 return r;
-        dbus_message_iter_get_basic(var, &v);
-        if (v < min || v > (uint64_t)INT64_MAX / 2)
-                return fail(errmsg, errlen, -EINVAL, "option '%s' = %llu is out of range", key, (unsigned long long)v);
-        *ret = v;
+        if (type == DBUS_TYPE_UINT32) {
+                dbus_message_iter_get_basic(var, &v32);
+                v64 = v32;
+        } else
+                dbus_message_iter_get_basic(var, &v64);
+        if (v64 < min || v64 > max)
+                return fail(errmsg, errlen, -EINVAL, "option '%s' = %llu is not in %llu..%llu", key,
+                            (unsigned long long)v64, (unsigned long long)min, (unsigned long long)max);
+        *ret = v64;
         return 0;
+}
+
+static int option_u64(DBusMessageIter *var, const char *key, uint64_t min, uint64_t *ret, char *errmsg, size_t errlen)
+{
+        return option_number(var, key, DBUS_TYPE_UINT64, min, (uint64_t)INT64_MAX / 2, ret, errmsg, errlen);
 }
 
 /* Rotation settings; min 1 at create, 0 (clear) allowed for SetKeyOptions. */
@@ -1253,6 +1270,504 @@ static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage
         return r;
 }
 
+/* ---- Derive, Decrypt, sessions ------------------------------------------ */
+
+#define KMS_MAX_KDF_SALT 1024u
+#define KMS_MAX_DERIVE_LENGTH 1024u
+
+static int option_bytes(DBusMessageIter *var, const char *key, size_t max, const uint8_t **ret, size_t *ret_len,
+                        char *errmsg, size_t errlen)
+{
+        int r = expect_type(var, DBUS_TYPE_ARRAY, "ay", key, errmsg, errlen);
+
+        if (r < 0)
+                return r;
+        if (dbus_message_iter_get_element_type(var) != DBUS_TYPE_BYTE)
+                return fail(errmsg, errlen, -EINVAL, "option '%s' must be of type 'ay'", key);
+        parse_bytes(var, ret, ret_len);
+        if (*ret_len > max)
+                return fail(errmsg, errlen, -EMSGSIZE, "option '%s' is %zu bytes; at most %zu", key, *ret_len, max);
+        return 0;
+}
+
+static int option_derive(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        uint64_t v;
+        int r;
+
+        if (strcmp(key, "salt") == 0)
+                return option_bytes(var, key, KMS_MAX_KDF_SALT, &req->salt, &req->salt_len, errmsg, errlen);
+        if (strcmp(key, "info") == 0)
+                return option_bytes(var, key, KMS_HKDF_MAX_INFO, &req->info, &req->info_len, errmsg, errlen);
+        if (strcmp(key, "length") == 0) {
+                r = option_number(var, key, DBUS_TYPE_UINT32, 1, KMS_MAX_DERIVE_LENGTH, &v, errmsg, errlen);
+                if (r >= 0)
+                        req->length = (uint32_t)v;
+                return r;
+        }
+        return -ENOENT;
+}
+
+static int parse_derive(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        req->length = 32;
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->peer, &req->peer_len);
+        if (req->peer_len == 0 || req->peer_len > KMS_SESSION_MAX_SPKI_BYTES)
+                return fail(errmsg, errlen, -EINVAL, "the peer's public key must be a DER SubjectPublicKeyInfo");
+        return parse_options(&it, dbus_message_get_member(req->msg), option_derive, req, errmsg, errlen);
+}
+
+/* The primary version of an EC key with the derive usage, usable, and the
+ * peer's point checked against its curve. */
+static int load_for_derive(struct kms_worker *w, struct kms_request *req, struct kms_key_record *k,
+                           struct kms_key_version_record *v, uint8_t point[KMS_MAX_EC_POINT_BYTES],
+                           size_t *point_len, uint8_t **ret_spki, size_t *ret_spki_len, char *errmsg, size_t errlen)
+{
+        const char *why = NULL;
+        int r;
+
+        r = load_version(w, req, 0, ret_spki != NULL, k, v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_lifecycle_check_use(k, v, true, errmsg, errlen);
+        if (r < 0)
+                goto fail;
+        if (!(k->usages & KMS_USAGE_DERIVE) || !kms_algorithm_is_ec(k->algorithm)) {
+                r = fail(errmsg, errlen, -EINVAL, "key '%s' does not have the derive usage (an EC key created with --usage derive)",
+                         req->name);
+                goto fail;
+        }
+        r = kms_peer_key_check(req->peer, req->peer_len, k->algorithm, point, point_len, ret_spki, ret_spki_len, &why);
+        if (r < 0) {
+                log_notice("uid %u pid %d: peer key for '%s' refused: %s", (unsigned)req->caller.uid,
+                           (int)req->caller.pid, req->name, why);
+                r = fail(errmsg, errlen, r, "%s", why);
+                goto fail;
+        }
+        return 0;
+fail:
+        kms_key_version_record_clear(v);
+        return r;
+}
+
+static int backend_derive(struct kms_worker *w, struct kms_request *req, const struct kms_key_record *k,
+                          const struct kms_key_version_record *v, const uint8_t *point, size_t point_len,
+                          uint8_t z[KMS_MAX_ECDH_SECRET_BYTES], size_t *z_len, char *errmsg, size_t errlen)
+{
+        int r = w->daemon->backend->ops->derive(w->backend, v->backend_id, k->algorithm, point, point_len, z, z_len);
+
+        if (r < 0)
+                return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
+                            "the token could not derive with key '%s' version %u: %s", req->name, v->version,
+                            r == -ENOENT ? "its private key is missing from the token"
+                            : r == -EPERM ? "the token object may not derive"
+                                          : strerror(-r));
+        return 0;
+}
+
+static int run_derive(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        uint8_t point[KMS_MAX_EC_POINT_BYTES], z[KMS_MAX_ECDH_SECRET_BYTES], *out = NULL;
+        size_t point_len = 0, z_len = 0;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        int r;
+
+        r = load_for_derive(w, req, &k, &v, point, &point_len, NULL, NULL, errmsg, errlen);
+        if (r < 0)
+                return r;
+        used = v.version;
+        r = backend_derive(w, req, &k, &v, point, point_len, z, &z_len, errmsg, errlen);
+        kms_key_version_record_clear(&v);
+        if (r < 0)
+                return r;
+        out = OPENSSL_secure_malloc(req->length);
+        if (!out)
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+        else if (kms_hkdf_sha256(z, z_len, req->salt, req->salt_len, req->info, req->info_len, out, req->length) < 0)
+                r = fail(errmsg, errlen, -ENOMEM, "HKDF failed");
+        OPENSSL_cleanse(z, sizeof(z));
+        if (r >= 0)
+                r = new_reply(req, ret, &it);
+        /* The reply carries the derived bytes to the caller (that is what
+         * Derive is for); the message is freed, not logged. */
+        if (r >= 0 && !(append_bytes(&it, out, req->length) &&
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                r = -ENOMEM;
+        OPENSSL_secure_clear_free(out, req->length);
+        return r;
+}
+
+static int option_decrypt(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        uint64_t v;
+        int r;
+
+        if (strcmp(key, "version") == 0) {
+                r = option_number(var, key, DBUS_TYPE_UINT32, 1, UINT32_MAX, &v, errmsg, errlen);
+                if (r >= 0)
+                        req->version = (uint32_t)v;
+                return r;
+        }
+        return -ENOENT;
+}
+
+static int parse_decrypt(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->data, &req->data_len);
+        if (req->data_len == 0 || req->data_len > KMS_MAX_RSA_BYTES)
+                return fail(errmsg, errlen, -EINVAL, "the ciphertext is %zu bytes; an RSA ciphertext is the modulus size",
+                            req->data_len);
+        return parse_options(&it, dbus_message_get_member(req->msg), option_decrypt, req, errmsg, errlen);
+}
+
+static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        int r;
+
+        r = load_version(w, req, req->version, false, &k, &v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_lifecycle_check_use(&k, &v, true, errmsg, errlen);
+        if (r >= 0 && (!(k.usages & KMS_USAGE_DECRYPT) || !kms_algorithm_is_rsa(k.algorithm)))
+                r = fail(errmsg, errlen, -EINVAL, "key '%s' does not have the decrypt usage (an RSA key created with --usage decrypt)",
+                         req->name);
+        if (r >= 0 && req->data_len != kms_algorithm_size(k.algorithm))
+                r = fail(errmsg, errlen, -EINVAL, "the ciphertext is %zu bytes; key '%s' (%s) takes %zu", req->data_len,
+                         req->name, kms_algorithm_to_string(k.algorithm), kms_algorithm_size(k.algorithm));
+        if (r >= 0 && !(out = OPENSSL_secure_malloc(KMS_MAX_RSA_BYTES)))
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+        if (r >= 0) {
+                r = w->daemon->backend->ops->decrypt(w->backend, v.backend_id, k.algorithm, req->data, req->data_len,
+                                                     out, &out_len);
+                if (r == -EBADMSG)
+                        r = fail(errmsg, errlen, KMS_E_INTEGRITY,
+                                 "the ciphertext does not decrypt with key '%s' version %u (RSA-OAEP, SHA-256)", req->name,
+                                 v.version);
+                else if (r < 0)
+                        r = fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
+                                 "the token could not decrypt with key '%s' version %u: %s", req->name, v.version,
+                                 r == -ENOENT ? "its private key is missing from the token" : strerror(-r));
+        }
+        used = v.version;
+        kms_key_version_record_clear(&v);
+        if (r >= 0)
+                r = new_reply(req, ret, &it);
+        if (r >= 0 && !(append_bytes(&it, out, out_len) && dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                r = -ENOMEM;
+        if (out)
+                OPENSSL_secure_clear_free(out, KMS_MAX_RSA_BYTES);
+        return r;
+}
+
+static int option_session(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        if (strcmp(key, "context") == 0)
+                return option_bytes(var, key, KMS_SESSION_MAX_CONTEXT_BYTES, &req->context, &req->context_len, errmsg,
+                                    errlen);
+        if (strcmp(key, "max_messages") == 0)
+                return option_number(var, key, DBUS_TYPE_UINT32, 1, KMS_SESSION_MAX_MESSAGES_CEILING, &req->max_messages,
+                                  errmsg, errlen);
+        if (strcmp(key, "ttl") == 0)
+                return option_number(var, key, DBUS_TYPE_UINT64, 1, KMS_SESSION_MAX_TTL_MS / 1000, &req->ttl, errmsg,
+                                  errlen);
+        return -ENOENT;
+}
+
+static int parse_open_session(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        const char *role;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->peer, &req->peer_len);
+        if (req->peer_len == 0 || req->peer_len > KMS_SESSION_MAX_SPKI_BYTES)
+                return fail(errmsg, errlen, -EINVAL, "the peer's public key must be a DER SubjectPublicKeyInfo");
+        dbus_message_iter_get_basic(&it, &role);
+        dbus_message_iter_next(&it);
+        req->role = kms_session_role_from_string(role);
+        if (req->role == KMS_SESSION_ROLE_INVALID)
+                return fail(errmsg, errlen, -EINVAL, "role '%.32s' is not initiator or responder", role);
+        return parse_options(&it, dbus_message_get_member(req->msg), option_session, req, errmsg, errlen);
+}
+
+static bool append_session_info(DBusMessageIter *it, const struct kms_session *s,
+                                const struct kms_session_crypto_info *info)
+{
+        DBusMessageIter dict;
+
+        return dbus_message_iter_open_container(it, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
+               dict_add_str(&dict, "id", s->id) && dict_add_str(&dict, "key", s->key_name) &&
+               dict_add_u32(&dict, "version", s->key_version) &&
+               dict_add_str(&dict, "role", kms_session_role_to_string(info->role)) &&
+               dict_add_str(&dict, "peer_fingerprint", s->peer_fingerprint) &&
+               dict_add_i64(&dict, "created", (int64_t)(info->created_ms / 1000)) &&
+               dict_add_i64(&dict, "expires", (int64_t)(info->expires_ms / 1000)) &&
+               dict_add_u64(&dict, "max_messages", info->max_messages) && dict_add_u64(&dict, "sent", info->sent) &&
+               dict_add_u64(&dict, "received", info->received) && dbus_message_iter_close_container(it, &dict);
+}
+
+static int run_open_session(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                            size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        struct kms_session_crypto_params params;
+        struct kms_session_crypto *crypto = NULL;
+        struct kms_session_crypto_info info;
+        struct kms_session *s = NULL;
+        uint8_t point[KMS_MAX_EC_POINT_BYTES], z[KMS_MAX_ECDH_SECRET_BYTES], *peer_spki = NULL;
+        size_t point_len = 0, z_len = 0, peer_spki_len = 0;
+        char id[KMS_SESSION_ID_STRING_SIZE];
+        _cleanup_(freep) char *fp = NULL;
+        uint64_t now = kms_now_unix_ms();
+        DBusMessageIter it;
+        int r;
+
+        r = load_for_derive(w, req, &k, &v, point, &point_len, &peer_spki, &peer_spki_len, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = backend_derive(w, req, &k, &v, point, point_len, z, &z_len, errmsg, errlen);
+        if (r >= 0) {
+                kms_session_crypto_params_init(&params);
+                if (req->ttl)
+                        params.ttl_ms = req->ttl * 1000;
+                if (req->max_messages)
+                        params.max_messages = req->max_messages;
+                params.max_plaintext = d->cfg.max_message_bytes;
+                r = kms_session_crypto_new(req->role, z, z_len, v.spki, v.spki_len, peer_spki, peer_spki_len,
+                                           req->context, req->context_len, &params, now, &crypto);
+                if (r < 0)
+                        r = fail(errmsg, errlen, r, "cannot set up the session: %s", kms_session_crypto_strerror(r));
+        }
+        OPENSSL_cleanse(z, sizeof(z));
+        if (r >= 0) {
+                /* The same two keys and context give the same AES keys:
+                 * refuse them a second time, or GCM nonces would repeat. */
+                kms_session_crypto_get_info(crypto, &info);
+                r = kms_store_session_binding_add(w->store, info.binding, sizeof(info.binding), req->role,
+                                                  (int64_t)(now / 1000));
+                if (r == -EEXIST)
+                        r = fail(errmsg, errlen, -EEXIST,
+                                 "key '%s' already had a session as %s with this peer and this context; the keys would "
+                                 "repeat: give a context never used before (for example a conversation id and a "
+                                 "counter, or random bytes sent to the peer)",
+                                 req->name, kms_session_role_to_string(req->role));
+                else if (r < 0)
+                        r = store_fail(r, req, errmsg, errlen);
+        }
+        fp = peer_spki ? kms_spki_fingerprint(peer_spki, peer_spki_len) : NULL;
+        if (r >= 0 && !fp)
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+        if (r >= 0) {
+                r = kms_sessions_add(&d->sessions, req->caller.uid, k.name, v.version, fp, crypto, now, id);
+                crypto = NULL; /* the table took it, or freed it */
+                if (r == -EDQUOT)
+                        r = fail(errmsg, errlen, r, "too many sessions open (%u in all, %u per user); close some",
+                                 KMS_MAX_SESSIONS, KMS_MAX_SESSIONS_PER_UID);
+                else if (r < 0)
+                        r = fail(errmsg, errlen, r, "cannot add the session: %s", strerror(-r));
+        }
+        kms_session_crypto_free(crypto);
+        OPENSSL_free(peer_spki);
+        kms_key_version_record_clear(&v);
+        if (r < 0)
+                return r;
+        log_info("session opened by uid %u on key '%s' version %u (%s, peer %s)", (unsigned)req->caller.uid,
+                 req->name, v.version, kms_session_role_to_string(req->role), fp);
+        r = kms_sessions_get(&d->sessions, id, req->caller.uid, &s);
+        if (r < 0)
+                return fail(errmsg, errlen, KMS_E_NO_SESSION, "the session was closed at once");
+        kms_session_crypto_get_info(s->crypto, &info);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !(dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &(const char *){ s->id }) &&
+                        append_session_info(&it, s, &info)))
+                r = -ENOMEM;
+        kms_sessions_put(&d->sessions, s);
+        return r;
+}
+
+static int option_aad(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        if (strcmp(key, "aad") == 0)
+                return option_bytes(var, key, KMS_SESSION_MAX_AAD_BYTES, &req->aad, &req->aad_len, errmsg, errlen);
+        return -ENOENT;
+}
+
+static int parse_session_id(DBusMessageIter *it, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        const char *id;
+
+        dbus_message_iter_get_basic(it, &id);
+        dbus_message_iter_next(it);
+        if (kms_session_id_parse(id, NULL) < 0)
+                return fail(errmsg, errlen, -EINVAL, "'%.40s' is not a session id (a lower-case UUID)", id);
+        snprintf(req->session_id, sizeof(req->session_id), "%s", id);
+        return 0;
+}
+
+static int parse_seal_open(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_session_id(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->data, &req->data_len);
+        req->payload_bytes = req->data_len;
+        r = check_data_size(d, req->data_len > KMS_ENVELOPE_OVERHEAD ? req->data_len - KMS_ENVELOPE_OVERHEAD : 0,
+                            "the message", errmsg, errlen);
+        if (r < 0)
+                return r;
+        return parse_options(&it, dbus_message_get_member(req->msg), option_aad, req, errmsg, errlen);
+}
+
+static int parse_close_session(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return parse_session_id(&it, req, errmsg, errlen);
+}
+
+/* A session code as a bus error with a sentence. */
+static int session_fail(int r, const struct kms_request *req, char *errmsg, size_t errlen)
+{
+        int code = r == KMS_E_SESSION_EXHAUSTED ? KMS_E_EXPIRED : r;
+
+        log_info("session %s of uid %u pid %d: %s refused: %s", req->session_id, (unsigned)req->caller.uid,
+                 (int)req->caller.pid, req->method->member, kms_session_crypto_strerror(r));
+        return fail(errmsg, errlen, code, "session %s: %s", req->session_id, kms_session_crypto_strerror(r));
+}
+
+static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_daemon *d = w->daemon;
+        bool seal = strcmp(req->method->member, "Seal") == 0;
+        struct kms_session *s = NULL;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        size_t out_size, out_len = 0;
+        uint8_t *out = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = kms_sessions_get(&d->sessions, req->session_id, req->caller.uid, &s);
+        if (r < 0) {
+                log_notice("uid %u pid %d: %s on unknown or foreign session %s", (unsigned)req->caller.uid,
+                           (int)req->caller.pid, req->method->member, req->session_id);
+                return fail(errmsg, errlen, KMS_E_NO_SESSION, "no session %s of yours (closed, or never opened)",
+                            req->session_id);
+        }
+        /* A session ends with its key: revoked, disabled, destroyed. */
+        r = kms_store_key_get_version(w->store, s->key_name, s->key_version, false, &k, &v);
+        if (r < 0)
+                r = store_fail(r, req, errmsg, errlen);
+        else {
+                r = kms_lifecycle_check_use(&k, &v, true, errmsg, errlen);
+                kms_key_version_record_clear(&v);
+        }
+        out_size = seal ? kms_session_crypto_envelope_size(req->data_len)
+                        : (req->data_len > KMS_ENVELOPE_OVERHEAD ? req->data_len - KMS_ENVELOPE_OVERHEAD : 0);
+        /* Up to max_message_bytes: ordinary heap (the D-Bus messages hold
+         * the same bytes there anyway), wiped before it is freed. */
+        if (r >= 0 && out_size > 0 && !(out = OPENSSL_malloc(out_size)))
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+        if (r >= 0) {
+                uint64_t now = kms_now_unix_ms();
+
+                r = seal ? kms_session_crypto_seal(s->crypto, now, req->data, req->data_len, req->aad, req->aad_len, out,
+                                                   out_size, &out_len)
+                         : kms_session_crypto_open(s->crypto, now, req->data, req->data_len, req->aad, req->aad_len,
+                                                   out, out_size, &out_len);
+                if (r < 0)
+                        r = session_fail(r, req, errmsg, errlen);
+        }
+        kms_sessions_put(&d->sessions, s);
+        if (r >= 0)
+                r = new_reply(req, ret, &it);
+        if (r >= 0 && !append_bytes(&it, out, out_len))
+                r = -ENOMEM;
+        OPENSSL_clear_free(out, out_size);
+        return r;
+}
+
+static int run_close_session(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                             size_t errlen)
+{
+        DBusMessageIter it;
+
+        if (kms_sessions_close(&w->daemon->sessions, req->session_id, req->caller.uid) < 0)
+                return fail(errmsg, errlen, KMS_E_NO_SESSION, "no session %s of yours (closed, or never opened)",
+                            req->session_id);
+        return new_reply(req, ret, &it);
+}
+
+struct list_ctx {
+        DBusMessageIter *arr;
+        bool oom;
+};
+
+static void list_one(const struct kms_session *s, const struct kms_session_crypto_info *info, void *userdata)
+{
+        struct list_ctx *c = userdata;
+
+        if (!c->oom && !append_session_info(c->arr, s, info))
+                c->oom = true;
+}
+
+static int parse_list_sessions(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return parse_options(&it, "ListSessions", NULL, req, errmsg, errlen);
+}
+
+static int run_list_sessions(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                             size_t errlen)
+{
+        DBusMessageIter it, arr;
+        struct list_ctx c = { .arr = &arr };
+        int r = new_reply(req, ret, &it);
+
+        if (r < 0 || !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
+                return -ENOMEM;
+        kms_sessions_foreach(&w->daemon->sessions, req->caller.uid, list_one, &c);
+        if (c.oom || !dbus_message_iter_close_container(&it, &arr))
+                return -ENOMEM;
+        return 0;
+}
+
 static int run_get_policy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                           size_t errlen)
 {
@@ -1352,6 +1867,13 @@ static const struct kms_method methods[] = {
         { "EnableKey", "sa{sv}", KMS_OP_DISABLE, KMS_SCOPE_KEY, parse_no_options, run_enable_disable },
         { "CancelDestroy", "sa{sv}", KMS_OP_DESTROY, KMS_SCOPE_KEY, parse_no_options, run_cancel_destroy },
         { "SetKeyOptions", "sa{sv}", KMS_OP_ROTATE, KMS_SCOPE_KEY, parse_set_key, run_set_key },
+        { "Derive", "saya{sv}", KMS_OP_DERIVE, KMS_SCOPE_KEY, parse_derive, run_derive },
+        { "Decrypt", "saya{sv}", KMS_OP_DECRYPT, KMS_SCOPE_KEY, parse_decrypt, run_decrypt },
+        { "OpenSession", "saysa{sv}", KMS_OP_SESSION, KMS_SCOPE_KEY, parse_open_session, run_open_session },
+        { "Seal", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },
+        { "OpenEnvelope", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },
+        { "CloseSession", "s", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_close_session, run_close_session },
+        { "ListSessions", "a{sv}", KMS_OP_SESSION, KMS_SCOPE_FILTER, parse_list_sessions, run_list_sessions },
         { "GetStatus", "", KMS_OP_STATUS, KMS_SCOPE_GLOBAL, parse_none, run_status },
         { "GetPolicy", "", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_none, run_get_policy },
         { "CheckPolicy", "sss", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_check_policy, run_check_policy },

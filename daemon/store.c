@@ -30,6 +30,7 @@ enum stmt_id {
         STMT_KEY_SET_REVOKED,
         STMT_VERSION_SET_STATE,
         STMT_KEY_OWNER,
+        STMT_BINDING_ADD,
         _STMT_MAX,
 };
 
@@ -69,6 +70,7 @@ static const char *const stmt_sql[_STMT_MAX] = {
                                  " (SELECT 1 FROM key_versions WHERE key_id = ?1 AND state IN ('active', 'lost'))",
         [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
         [STMT_KEY_OWNER] = "SELECT owner FROM keys WHERE name = ?1",
+        [STMT_BINDING_ADD] = "INSERT INTO session_bindings (binding, role, created) VALUES (?1, ?2, ?3)",
 };
 
 static const char schema_v1[] =
@@ -103,8 +105,19 @@ static const char schema_v2[] =
         "ALTER TABLE key_versions ADD COLUMN revoke_reason TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE key_versions ADD COLUMN revoke_note TEXT NOT NULL DEFAULT '';";
 
+/* Sessions (issue 4): every (key schedule binding, role) a session was
+ * opened with, so that no two sessions ever get the same AES-GCM keys
+ * (docs/sessions.md, "Key reuse"). */
+static const char schema_v3[] = "CREATE TABLE session_bindings ("
+                                " binding BLOB NOT NULL,"
+                                " role INTEGER NOT NULL,"
+                                " created INTEGER NOT NULL,"
+                                " PRIMARY KEY (binding, role)"
+                                ") WITHOUT ROWID;";
+
 struct kms_store;
 static int exec(struct kms_store *s, const char *sql);
+static int step_done(struct kms_store *s, sqlite3_stmt *st, const char *what, int *ret_changes);
 
 static _Atomic uint64_t store_generation = 1;
 
@@ -198,7 +211,12 @@ static int migrate(struct kms_store *s)
                 if (r < 0)
                         goto fail;
         }
-        r = exec(s, "PRAGMA user_version = 2");
+        if (version < 3) {
+                r = exec(s, schema_v3);
+                if (r < 0)
+                        goto fail;
+        }
+        r = exec(s, "PRAGMA user_version = 3");
         if (r < 0)
                 goto fail;
         return exec(s, "COMMIT");
@@ -553,6 +571,18 @@ int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret)
         if (rc == SQLITE_DONE)
                 return -ENOENT;
         return rc == SQLITE_ROW ? 0 : sql_err(s, rc, "key owner");
+}
+
+int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created)
+{
+        sqlite3_stmt *st = stmt(s, STMT_BINDING_ADD);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_blob(st, 1, binding, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, role);
+        sqlite3_bind_int64(st, 3, created);
+        return step_done(s, st, "session binding", NULL);
 }
 
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret)

@@ -15,7 +15,7 @@
 
 #include "kms-key.h"
 
-#define KMS_STORE_SCHEMA_VERSION 2
+#define KMS_STORE_SCHEMA_VERSION 3
 #define KMS_STORE_FILE "kmsd.db"
 
 struct kms_store;
@@ -77,6 +77,9 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
 /* The owner of the key named name (destroyed keys too); -ENOENT if none. */
 int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret);
+/* Record that a session used this key schedule binding in this role;
+ * -EEXIST if one already did (those keys must never be used again). */
+int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created);
 int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret);
 /* Keys of one owner (owner < 0: all). */
 int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64_t owner, size_t *ret);
