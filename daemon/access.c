@@ -125,10 +125,18 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                 break;
         case KMS_SCOPE_SESSION:
                 /* The caller's own session, on a key the caller may still
-                 * use for sessions. Unknown and foreign ids go on to the
-                 * worker, which answers SessionNotFound for both. */
-                if (kms_sessions_key_name(&d->sessions, req->session_id, req->caller.uid, req->name,
-                                          sizeof(req->name)) < 0)
+                 * use for sessions. Another user's id is denied here
+                 * (and logged); an unknown one goes on to the worker,
+                 * which answers SessionNotFound. */
+                r = kms_sessions_key_name(&d->sessions, req->session_id, req->caller.uid, req->name,
+                                          sizeof(req->name));
+                if (r == -EPERM) {
+                        log_notice("denied: uid %u pid %d %s session %s: the session belongs to another user",
+                                   (unsigned)req->caller.uid, (int)req->caller.pid, m->member, req->session_id);
+                        snprintf(errmsg, errlen, "session %s belongs to another user", req->session_id);
+                        return -EACCES;
+                }
+                if (r < 0)
                         return 0;
                 /* fall through */
         case KMS_SCOPE_KEY:

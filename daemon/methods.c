@@ -3,6 +3,7 @@
  * bad value quoted on error), an access decision on the bus thread
  * (access.c, from the method's operation and scope), and a run step
  * (worker: load the key, act, reply). docs/dbus-api.md is the reference. */
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 
@@ -1272,6 +1273,59 @@ static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 /* ---- Derive, Decrypt, sessions ------------------------------------------ */
 
+/* Secrets in D-Bus messages (a derived key, a decrypted plaintext): the
+ * first byte array of m is wiped when libdbus lets go of the message,
+ * after it was sent (or, for a request, after it was answered). libdbus
+ * calls a message's data-slot free functions before it frees or caches
+ * the message's buffers. What the socket layer copied is the kernel's. */
+struct wipe_span {
+        void *p;
+        size_t n;
+};
+
+static dbus_int32_t wipe_slot = -1;
+static pthread_once_t wipe_once = PTHREAD_ONCE_INIT;
+
+static void wipe_slot_init(void)
+{
+        if (!dbus_message_allocate_data_slot(&wipe_slot))
+                wipe_slot = -1;
+}
+
+static void wipe_span_free(void *data)
+{
+        struct wipe_span *w = data;
+
+        OPENSSL_cleanse(w->p, w->n);
+        free(w);
+}
+
+static void wipe_on_free(DBusMessage *m)
+{
+        DBusMessageIter it, sub;
+        struct wipe_span *w;
+        const uint8_t *p = NULL;
+        int n = 0;
+
+        pthread_once(&wipe_once, wipe_slot_init);
+        if (!m || wipe_slot < 0 || !dbus_message_iter_init(m, &it))
+                return;
+        while (dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_INVALID &&
+               !(dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_ARRAY &&
+                 dbus_message_iter_get_element_type(&it) == DBUS_TYPE_BYTE))
+                dbus_message_iter_next(&it);
+        if (dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_ARRAY)
+                return;
+        dbus_message_iter_recurse(&it, &sub);
+        dbus_message_iter_get_fixed_array(&sub, &p, &n);
+        if (n <= 0 || !(w = malloc(sizeof(*w))))
+                return;
+        w->p = (void *)p;
+        w->n = (size_t)n;
+        if (!dbus_message_set_data(m, wipe_slot, w, wipe_span_free))
+                wipe_span_free(w);
+}
+
 #define KMS_MAX_KDF_SALT 1024u
 #define KMS_MAX_DERIVE_LENGTH 1024u
 
@@ -1403,6 +1457,8 @@ static int run_derive(struct kms_worker *w, struct kms_request *req, DBusMessage
         if (r >= 0 && !(append_bytes(&it, out, req->length) &&
                         dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
                 r = -ENOMEM;
+        if (r >= 0)
+                wipe_on_free(*ret);
         OPENSSL_secure_clear_free(out, req->length);
         return r;
 }
@@ -1477,6 +1533,8 @@ static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessag
                 r = new_reply(req, ret, &it);
         if (r >= 0 && !(append_bytes(&it, out, out_len) && dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
                 r = -ENOMEM;
+        if (r >= 0)
+                wipe_on_free(*ret);
         if (out)
                 OPENSSL_secure_clear_free(out, KMS_MAX_RSA_BYTES);
         return r;
@@ -1603,6 +1661,10 @@ static int run_open_session(struct kms_worker *w, struct kms_request *req, DBusM
         log_info("session opened by uid %u on key '%s' version %u (%s, peer %s)", (unsigned)req->caller.uid,
                  req->name, v.version, kms_session_role_to_string(req->role), fp);
         r = kms_sessions_get(&d->sessions, id, req->caller.uid, &s);
+        if (r >= 0 && !s->crypto) {
+                kms_sessions_put(&d->sessions, s);
+                r = -ENOENT;
+        }
         if (r < 0)
                 return fail(errmsg, errlen, KMS_E_NO_SESSION, "the session was closed at once");
         kms_session_crypto_get_info(s->crypto, &info);
@@ -1659,6 +1721,21 @@ static int parse_close_session(struct kms_daemon *d, struct kms_request *req, ch
         return parse_session_id(&it, req, errmsg, errlen);
 }
 
+/* An unknown session id (SessionNotFound), or another user's (AccessDenied,
+ * logged: it is someone trying ids). */
+static int no_session(int r, const struct kms_request *req, char *errmsg, size_t errlen)
+{
+        if (r == -EPERM) {
+                log_notice("denied: uid %u pid %d %s session %s: the session belongs to another user",
+                           (unsigned)req->caller.uid, (int)req->caller.pid, req->method->member, req->session_id);
+                return fail(errmsg, errlen, -EACCES, "session %s belongs to another user", req->session_id);
+        }
+        log_info("uid %u pid %d: %s on unknown session %s", (unsigned)req->caller.uid, (int)req->caller.pid,
+                 req->method->member, req->session_id);
+        return fail(errmsg, errlen, KMS_E_NO_SESSION, "no session %s (closed, expired long ago, or never opened)",
+                    req->session_id);
+}
+
 /* A session code as a bus error with a sentence. */
 static int session_fail(int r, const struct kms_request *req, char *errmsg, size_t errlen)
 {
@@ -1681,12 +1758,16 @@ static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMess
         DBusMessageIter it;
         int r;
 
+        if (seal)
+                wipe_on_free(req->msg);
         r = kms_sessions_get(&d->sessions, req->session_id, req->caller.uid, &s);
-        if (r < 0) {
-                log_notice("uid %u pid %d: %s on unknown or foreign session %s", (unsigned)req->caller.uid,
-                           (int)req->caller.pid, req->method->member, req->session_id);
-                return fail(errmsg, errlen, KMS_E_NO_SESSION, "no session %s of yours (closed, or never opened)",
-                            req->session_id);
+        if (r < 0)
+                return no_session(r, req, errmsg, errlen);
+        if (!s->crypto) {
+                kms_sessions_put(&d->sessions, s);
+                log_info("uid %u pid %d: %s on expired session %s", (unsigned)req->caller.uid, (int)req->caller.pid,
+                         req->method->member, req->session_id);
+                return fail(errmsg, errlen, KMS_E_EXPIRED, "session %s has expired; open a new one", req->session_id);
         }
         /* A session ends with its key: revoked, disabled, destroyed. */
         r = kms_store_key_get_version(w->store, s->key_name, s->key_version, false, &k, &v);
@@ -1717,6 +1798,10 @@ static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMess
                 r = new_reply(req, ret, &it);
         if (r >= 0 && !append_bytes(&it, out, out_len))
                 r = -ENOMEM;
+        /* The plaintext of an OpenEnvelope reply (a Seal request's is
+         * wiped whatever the outcome, above). */
+        if (r >= 0 && !seal)
+                wipe_on_free(*ret);
         OPENSSL_clear_free(out, out_size);
         return r;
 }
@@ -1726,9 +1811,10 @@ static int run_close_session(struct kms_worker *w, struct kms_request *req, DBus
 {
         DBusMessageIter it;
 
-        if (kms_sessions_close(&w->daemon->sessions, req->session_id, req->caller.uid) < 0)
-                return fail(errmsg, errlen, KMS_E_NO_SESSION, "no session %s of yours (closed, or never opened)",
-                            req->session_id);
+        int r = kms_sessions_close(&w->daemon->sessions, req->session_id, req->caller.uid);
+
+        if (r < 0)
+                return no_session(r, req, errmsg, errlen);
         return new_reply(req, ret, &it);
 }
 

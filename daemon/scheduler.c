@@ -92,6 +92,10 @@ static void *scheduler_main(void *arg)
                 pthread_mutex_unlock(&s->lock);
                 next = scan(d, store, &queued);
                 now = kms_now_unix();
+                /* Sessions expire on this timer too: keys wiped at expiry. */
+                kms_sessions_sweep(&d->sessions, kms_now_unix_ms());
+                if (next > now + KMS_SESSION_SWEEP_S)
+                        next = now + KMS_SESSION_SWEEP_S;
                 pthread_mutex_lock(&s->lock);
                 if (queued) {
                         /* Give the workers a second; if nothing changed by

@@ -52,25 +52,37 @@ void kms_sessions_free(struct kms_sessions *t)
         pthread_mutex_destroy(&t->lock);
 }
 
-/* Drop sessions past their grace period (table locked). Sessions in use
- * are skipped: their call finishes first. */
+/* At expiry a session's keys are wiped; its entry stays for the grace
+ * period so that late use hears "expired", then goes (table locked).
+ * Sessions in use are left for the next sweep. */
 static void sweep(struct kms_sessions *t, uint64_t now_ms)
 {
         for (unsigned b = 0; b < KMS_SESSION_BUCKETS; b++)
                 for (struct kms_session **link = &t->buckets[b]; *link;) {
                         struct kms_session *s = *link;
-                        bool old = false;
+                        bool drop = false;
 
                         if (s->refs == 0 && pthread_mutex_trylock(&s->lock) == 0) {
-                                old = kms_session_crypto_expired(
-                                        s->crypto, now_ms > KMS_SESSION_GRACE_MS ? now_ms - KMS_SESSION_GRACE_MS : 0);
+                                if (s->crypto && kms_session_crypto_expired(s->crypto, now_ms)) {
+                                        kms_session_crypto_free(s->crypto); /* wipes the keys */
+                                        s->crypto = NULL;
+                                        s->expired_ms = now_ms;
+                                }
+                                drop = !s->crypto && now_ms >= s->expired_ms + KMS_SESSION_GRACE_MS;
                                 pthread_mutex_unlock(&s->lock);
                         }
-                        if (old)
+                        if (drop)
                                 unlink_session(t, link);
                         else
                                 link = &s->next;
                 }
+}
+
+void kms_sessions_sweep(struct kms_sessions *t, uint64_t now_ms)
+{
+        pthread_mutex_lock(&t->lock);
+        sweep(t, now_ms);
+        pthread_mutex_unlock(&t->lock);
 }
 
 static size_t count_uid(struct kms_sessions *t, uid_t uid)
@@ -151,7 +163,7 @@ int kms_sessions_get(struct kms_sessions *t, const char *id, uid_t uid, struct k
         }
         pthread_mutex_unlock(&t->lock);
         if (!s)
-                return -ENOENT;
+                return link ? -EPERM : -ENOENT;
         pthread_mutex_lock(&s->lock);
         *ret = s;
         return 0;
@@ -181,7 +193,8 @@ int kms_sessions_key_name(struct kms_sessions *t, const char *id, uid_t uid, cha
         if (link && (*link)->uid == uid) {
                 snprintf(buf, len, "%s", (*link)->key_name);
                 r = 0;
-        }
+        } else if (link)
+                r = -EPERM;
         pthread_mutex_unlock(&t->lock);
         return r;
 }
@@ -196,7 +209,8 @@ int kms_sessions_close(struct kms_sessions *t, const char *id, uid_t uid)
         if (link && (*link)->uid == uid) {
                 unlink_session(t, link);
                 r = 0;
-        }
+        } else if (link)
+                r = -EPERM;
         pthread_mutex_unlock(&t->lock);
         return r;
 }
@@ -211,12 +225,17 @@ void kms_sessions_foreach(struct kms_sessions *t, uid_t uid,
                 for (struct kms_session *s = t->buckets[b]; s; s = s->next) {
                         struct kms_session_crypto_info info;
 
+                        bool live;
+
                         if (s->uid != uid)
                                 continue;
                         pthread_mutex_lock(&s->lock);
-                        kms_session_crypto_get_info(s->crypto, &info);
+                        live = s->crypto != NULL;
+                        if (live)
+                                kms_session_crypto_get_info(s->crypto, &info);
                         pthread_mutex_unlock(&s->lock);
-                        cb(s, &info, userdata);
+                        if (live)
+                                cb(s, &info, userdata);
                 }
         pthread_mutex_unlock(&t->lock);
 }

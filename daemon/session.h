@@ -20,6 +20,7 @@
 #define KMS_MAX_SESSIONS 16384u         /* in all */
 #define KMS_MAX_SESSIONS_PER_UID 1024u  /* one user cannot use up the table */
 #define KMS_SESSION_GRACE_MS (3600000u) /* expired sessions answer "expired" this long */
+#define KMS_SESSION_SWEEP_S 5u          /* the scheduler sweeps this often */
 /* Secure heap for the keys of KMS_MAX_SESSIONS sessions, a power of two. */
 #define KMS_SESSION_SECURE_HEAP_BYTES (2u * 1024u * 1024u)
 
@@ -29,7 +30,8 @@ struct kms_session {
         char key_name[KMS_MAX_KEY_NAME + 1];
         uint32_t key_version;
         char peer_fingerprint[96];
-        struct kms_session_crypto *crypto; /* under lock */
+        struct kms_session_crypto *crypto; /* under lock; NULL once expired (wiped) */
+        uint64_t expired_ms;               /* under lock: when the sweep wiped it */
         pthread_mutex_t lock;
         unsigned refs; /* under the table's lock */
         bool closed;   /* under the table's lock: out of the table */
@@ -53,18 +55,22 @@ int kms_sessions_add(struct kms_sessions *t, uid_t uid, const char *key_name, ui
                      const char *peer_fingerprint, struct kms_session_crypto *crypto, uint64_t now_ms,
                      char ret_id[KMS_SESSION_ID_STRING_SIZE]);
 
+/* Wipe the keys of sessions past their expiry, and drop the entries of
+ * sessions expired longer than the grace period. */
+void kms_sessions_sweep(struct kms_sessions *t, uint64_t now_ms);
+
 /* Find the session id of uid, locked and referenced; release it with
- * kms_sessions_put(). -ENOENT for an unknown id and for another uid's
- * session (the same answer: ids of others are not confirmed). */
+ * kms_sessions_put(). s->crypto is NULL if it expired. -ENOENT for an
+ * unknown id, -EPERM for another uid's session. */
 int kms_sessions_get(struct kms_sessions *t, const char *id, uid_t uid, struct kms_session **ret);
 void kms_sessions_put(struct kms_sessions *t, struct kms_session *s);
 
 /* The name of the key of uid's session id (without waiting for a call
- * on the session to finish). -ENOENT as for get. */
+ * on the session to finish). -ENOENT, -EPERM as for get. */
 int kms_sessions_key_name(struct kms_sessions *t, const char *id, uid_t uid, char *buf, size_t len);
 
 /* Close the session id of uid: wiped as soon as no call uses it.
- * -ENOENT as for get. */
+ * -ENOENT, -EPERM as for get. */
 int kms_sessions_close(struct kms_sessions *t, const char *id, uid_t uid);
 
 /* Call cb for each session of uid (under the table's lock: cb must not
