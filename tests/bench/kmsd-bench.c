@@ -39,6 +39,7 @@
 #include "kms-log.h"
 #include "kms-pkcs11.h"
 #include "kms-util.h"
+#include "sessions.h"
 
 /* Caps on what the command line can make the benchmark start. */
 #define BENCH_MAX_THREADS 1024u
@@ -68,6 +69,10 @@ struct options {
         size_t n_clients;
         bool require_target;
         bool debug;
+        /* --sessions: the session load test (sessions.c) */
+        unsigned sessions, session_threads;
+        const char *key_b;
+        long kmsd_pid;
 };
 
 /* Latencies of one thread, in nanoseconds. */
@@ -192,8 +197,8 @@ static void *direct_thread(void *arg)
 
                 r = kms_hash_compute(KMS_HASH_SHA256, bench_message, BENCH_MESSAGE_LEN, digest);
                 if (r >= 0)
-                        r = run->backend->ops->sign(w, run->id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE,
-                                                    digest, sizeof(digest), sig, &sig_len);
+                        r = run->backend->ops->sign(w, run->id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, digest,
+                                                    sizeof(digest), sig, &sig_len);
                 b = now_ns();
                 if (r < 0) {
                         run_error(run, "sign", strerror(-r), NULL);
@@ -356,7 +361,7 @@ static double percentile_ms(const uint64_t *v, size_t n, unsigned pct)
 static int run_case(struct run *run, void *(*fn)(void *), unsigned n, const char *what, struct result *res)
 {
         _cleanup_(freep) struct thread *threads = calloc(n, sizeof(*threads));
-        struct latencies all = { 0 };
+        struct latencies all = {0};
         uint64_t last = 0;
         unsigned started = 0;
         int r = 0;
@@ -587,20 +592,24 @@ static int parse_list(const char *s, unsigned *list, size_t *ret_n)
 
 static void usage(FILE *out)
 {
-        fprintf(out,
-                "Usage: kmsd-bench --bus-address ADDR --key NAME --module PATH\n"
-                "                  (--token-label L | --token-serial S) --pin-file F [options]\n"
-                "\n"
-                "Measure ECDSA P-256 signing directly against the PKCS#11 token and through\n"
-                "kmsd over D-Bus, with the same key.\n"
-                "\n"
-                "  --seconds N          duration of each case (default 5)\n"
-                "  --direct-threads L   thread counts of the direct cases (default 1,2)\n"
-                "  --clients L          client counts of the D-Bus cases (default 1,8,64)\n"
-                "  --samples DIR        write data.bin, pub.der, direct.sig, dbus.sig to DIR\n"
-                "  --require-target     exit 3 if kmsd at 8 clients is below 60%% of direct 2-thread\n"
-                "  --debug              log the PKCS#11 backend's debug messages to stderr\n"
-                "  --help               this text\n");
+        fprintf(out, "Usage: kmsd-bench --bus-address ADDR --key NAME --module PATH\n"
+                     "                  (--token-label L | --token-serial S) --pin-file F [options]\n"
+                     "\n"
+                     "Measure ECDSA P-256 signing directly against the PKCS#11 token and through\n"
+                     "kmsd over D-Bus, with the same key.\n"
+                     "\n"
+                     "  --seconds N          duration of each case (default 5)\n"
+                     "  --direct-threads L   thread counts of the direct cases (default 1,2)\n"
+                     "  --clients L          client counts of the D-Bus cases (default 1,8,64)\n"
+                     "  --samples DIR        write data.bin, pub.der, direct.sig, dbus.sig to DIR\n"
+                     "  --require-target     exit 3 if kmsd at 8 clients is below 60%% of direct 2-thread\n"
+                     "  --sessions N         then hold N sessions open (--key and --key-b, both EC keys\n"
+                     "                       with the derive usage) and seal/open in all of them\n"
+                     "  --session-threads T  client threads of the session load (default 8)\n"
+                     "  --key-b NAME         the second key of the session pairs\n"
+                     "  --kmsd-pid PID       report kmsd's resident memory (VmRSS) around the session load\n"
+                     "  --debug              log the PKCS#11 backend's debug messages to stderr\n"
+                     "  --help               this text\n");
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -618,31 +627,40 @@ static int parse_args(int argc, char **argv, struct options *o)
                 OPT_SAMPLES,
                 OPT_REQUIRE_TARGET,
                 OPT_DEBUG,
+                OPT_SESSIONS,
+                OPT_SESSION_THREADS,
+                OPT_KEY_B,
+                OPT_KMSD_PID,
         };
         static const struct option longopts[] = {
-                { "bus-address", required_argument, NULL, OPT_BUS_ADDRESS },
-                { "key", required_argument, NULL, OPT_KEY },
-                { "module", required_argument, NULL, OPT_MODULE },
-                { "token-label", required_argument, NULL, OPT_TOKEN_LABEL },
-                { "token-serial", required_argument, NULL, OPT_TOKEN_SERIAL },
-                { "pin-file", required_argument, NULL, OPT_PIN_FILE },
-                { "seconds", required_argument, NULL, OPT_SECONDS },
-                { "direct-threads", required_argument, NULL, OPT_DIRECT_THREADS },
-                { "clients", required_argument, NULL, OPT_CLIENTS },
-                { "samples", required_argument, NULL, OPT_SAMPLES },
-                { "require-target", no_argument, NULL, OPT_REQUIRE_TARGET },
-                { "debug", no_argument, NULL, OPT_DEBUG },
-                { "help", no_argument, NULL, 'h' },
+                {"bus-address", required_argument, NULL, OPT_BUS_ADDRESS},
+                {"key", required_argument, NULL, OPT_KEY},
+                {"module", required_argument, NULL, OPT_MODULE},
+                {"token-label", required_argument, NULL, OPT_TOKEN_LABEL},
+                {"token-serial", required_argument, NULL, OPT_TOKEN_SERIAL},
+                {"pin-file", required_argument, NULL, OPT_PIN_FILE},
+                {"seconds", required_argument, NULL, OPT_SECONDS},
+                {"direct-threads", required_argument, NULL, OPT_DIRECT_THREADS},
+                {"clients", required_argument, NULL, OPT_CLIENTS},
+                {"samples", required_argument, NULL, OPT_SAMPLES},
+                {"require-target", no_argument, NULL, OPT_REQUIRE_TARGET},
+                {"debug", no_argument, NULL, OPT_DEBUG},
+                {"sessions", required_argument, NULL, OPT_SESSIONS},
+                {"session-threads", required_argument, NULL, OPT_SESSION_THREADS},
+                {"key-b", required_argument, NULL, OPT_KEY_B},
+                {"kmsd-pid", required_argument, NULL, OPT_KMSD_PID},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         int c;
 
         *o = (struct options){
                 .seconds = 5,
-                .direct_threads = { 1, 2 },
+                .direct_threads = {1, 2},
                 .n_direct = 2,
-                .clients = { 1, 8, 64 },
+                .clients = {1, 8, 64},
                 .n_clients = 3,
+                .session_threads = 8,
         };
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
                 uint64_t v;
@@ -667,7 +685,8 @@ static int parse_args(int argc, char **argv, struct options *o)
                         break;
                 case OPT_DIRECT_THREADS:
                         if (parse_list(optarg, o->direct_threads, &o->n_direct) < 0) {
-                                fprintf(stderr, "kmsd-bench: --direct-threads '%s' is not a list like 1,2 (each 1..%u)\n",
+                                fprintf(stderr,
+                                        "kmsd-bench: --direct-threads '%s' is not a list like 1,2 (each 1..%u)\n",
                                         optarg, BENCH_MAX_THREADS);
                                 return -EINVAL;
                         }
@@ -679,12 +698,39 @@ static int parse_args(int argc, char **argv, struct options *o)
                                 return -EINVAL;
                         }
                         break;
+                case OPT_SESSIONS:
+                        if (kms_parse_u64(optarg, 2, 16384, &v) < 0) {
+                                fprintf(stderr, "kmsd-bench: --sessions '%s' is not a number in 2..16384\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->sessions = (unsigned)v;
+                        break;
+                case OPT_SESSION_THREADS:
+                        if (kms_parse_u64(optarg, 1, BENCH_MAX_THREADS, &v) < 0) {
+                                fprintf(stderr, "kmsd-bench: --session-threads '%s' is not in 1..%u\n", optarg,
+                                        BENCH_MAX_THREADS);
+                                return -EINVAL;
+                        }
+                        o->session_threads = (unsigned)v;
+                        break;
+                case OPT_KEY_B: o->key_b = optarg; break;
+                case OPT_KMSD_PID:
+                        if (kms_parse_u64(optarg, 1, INT32_MAX, &v) < 0) {
+                                fprintf(stderr, "kmsd-bench: --kmsd-pid '%s' is not a pid\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->kmsd_pid = (long)v;
+                        break;
                 case 'h': usage(stdout); exit(0);
                 default: return -EINVAL;
                 }
         }
         if (optind < argc) {
                 fprintf(stderr, "kmsd-bench: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (o->sessions && !o->key_b) {
+                fprintf(stderr, "kmsd-bench: --sessions needs --key-b\n");
                 return -EINVAL;
         }
         if (!o->bus_address || !o->key || !o->module || (!o->token_label && !o->token_serial) || !o->pin_file) {
@@ -697,8 +743,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 static void print_result(const struct result *r, const struct result *ref)
 {
-        printf("%-18s %7u %9" PRIu64 " %10.1f %9.3f %9.3f %7" PRIu64, r->what, r->threads, r->ops, r->rate,
-               r->p50_ms, r->p99_ms, r->errors);
+        printf("%-18s %7u %9" PRIu64 " %10.1f %9.3f %9.3f %7" PRIu64, r->what, r->threads, r->ops, r->rate, r->p50_ms,
+               r->p99_ms, r->errors);
         if (ref && ref->rate > 0)
                 printf(" %9.1f%%", 100.0 * r->rate / ref->rate);
         printf("\n");
@@ -729,7 +775,7 @@ int main(int argc, char **argv)
 {
         struct options o;
         struct kms_pkcs11_config pcfg;
-        struct run run = { 0 };
+        struct run run = {0};
         struct result direct[BENCH_MAX_CASES], bus[BENCH_MAX_CASES];
         const struct result *ref = NULL;
         DBusConnection *ctl = NULL;
@@ -773,8 +819,8 @@ int main(int argc, char **argv)
                 return 1;
         id_hex = kms_hex_encode(run.id, sizeof(run.id));
 
-        printf("kmsd-bench: ECDSA P-256 (SHA-256 of %zu bytes), key %s, CKA_ID %s, %u s per case\n",
-               BENCH_MESSAGE_LEN, o.key, id_hex ? id_hex : "?", o.seconds);
+        printf("kmsd-bench: ECDSA P-256 (SHA-256 of %zu bytes), key %s, CKA_ID %s, %u s per case\n", BENCH_MESSAGE_LEN,
+               o.key, id_hex ? id_hex : "?", o.seconds);
         printf("%-18s %7s %9s %10s %9s %9s %7s %10s\n", "case", "threads", "sigs", "sig/s", "p50 ms", "p99 ms",
                "errors", "vs direct");
         fflush(stdout);
@@ -803,8 +849,8 @@ int main(int argc, char **argv)
                 if (i == 0) {
                         if (!check_sample("direct", &run, spki, spki_len))
                                 ok = false;
-                        else if (o.samples_dir && write_file(o.samples_dir, "direct.sig", run.sample,
-                                                             run.sample_len) < 0)
+                        else if (o.samples_dir &&
+                                 write_file(o.samples_dir, "direct.sig", run.sample, run.sample_len) < 0)
                                 ok = false;
                 }
                 if (direct[i].threads == BENCH_REFERENCE_THREADS)
@@ -828,15 +874,28 @@ int main(int argc, char **argv)
                 if (i == 0) {
                         if (!check_sample("kmsd", &run, spki, spki_len))
                                 ok = false;
-                        else if (o.samples_dir && write_file(o.samples_dir, "dbus.sig", run.sample,
-                                                             run.sample_len) < 0)
+                        else if (o.samples_dir && write_file(o.samples_dir, "dbus.sig", run.sample, run.sample_len) < 0)
                                 ok = false;
                 }
                 if (bus[i].threads == BENCH_TARGET_CLIENTS && ref && ref->rate > 0) {
                         target_known = true;
-                        target_met = bus[i].errors == 0 &&
-                                     100.0 * bus[i].rate / ref->rate >= (double)BENCH_TARGET_PERCENT;
+                        target_met =
+                                bus[i].errors == 0 && 100.0 * bus[i].rate / ref->rate >= (double)BENCH_TARGET_PERCENT;
                 }
+        }
+
+        if (o.sessions) {
+                _cleanup_(freep) uint8_t *spki_b = NULL;
+                size_t spki_b_len = 0;
+
+                ctl = bus_open(o.bus_address, &err);
+                r = ctl ? get_public_key(ctl, o.key_b, &spki_b, &spki_b_len) : -EIO;
+                bus_close(ctl);
+                if (r >= 0)
+                        r = bench_sessions(o.bus_address, o.key, spki, spki_len, o.key_b, spki_b, spki_b_len,
+                                           o.sessions, o.session_threads, o.seconds, o.kmsd_pid);
+                if (r < 0)
+                        ok = false;
         }
 
         if (o.samples_dir && (write_file(o.samples_dir, "data.bin", bench_message, BENCH_MESSAGE_LEN) < 0 ||

@@ -25,6 +25,8 @@ keep=0
 require_target=0
 debug=0
 key=bench/p256
+key_b=bench/peer
+sessions=1000
 
 usage() {
     cat <<EOF
@@ -36,6 +38,7 @@ Usage: $0 [options]
   --build-dir DIR      where kmsd, kmsctl and kmsd-bench were built (default \$KMSD_BUILD_DIR or ./build)
   --kmsd PATH, --kmsctl PATH, --bench PATH   the binaries, one by one
   --require-target     fail (exit 3) if kmsd at 8 clients is below 60% of direct 2-thread
+  --sessions N         session load test with N sessions open (default 1000; 0: none)
   --keep               keep the temporary folder (logs, samples) and print its path
   --debug              kmsd and kmsd-bench log at debug level (kmsd.log in the folder)
 EOF
@@ -52,6 +55,7 @@ while [ $# -gt 0 ]; do
     --kmsctl) kmsctl=$2; shift 2 ;;
     --bench) bench=$2; shift 2 ;;
     --require-target) require_target=1; shift ;;
+    --sessions) sessions=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --debug) debug=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$seconds" in '' | *[!0-9]*) echo "run-bench.sh: --seconds '$seconds' is not a number" >&2; exit 2 ;; esac
+case "$sessions" in '' | *[!0-9]*) echo "run-bench.sh: --sessions '$sessions' is not a number" >&2; exit 2 ;; esac
 case "$workers" in '' | *[!0-9]*) echo "run-bench.sh: --workers '$workers' is not a number" >&2; exit 2 ;; esac
 if [ "$workers" -lt 1 ] || [ "$workers" -gt 64 ]; then
     echo "run-bench.sh: --workers $workers is outside 1..64" >&2
@@ -205,8 +210,10 @@ for _ in $(seq 200); do
 done
 [ "$ready" = 1 ] || fail "kmsd did not answer GetStatus within 10 s"
 
-KMSD_BUS_ADDRESS="$addr" "$kmsctl" key create "$key" --algorithm ec-p256 >"$tmp/kmsctl.log" 2>&1 ||
-    fail "kmsctl key create $key --algorithm ec-p256 failed: $(cat "$tmp/kmsctl.log")"
+for k in "$key" "$key_b"; do
+    KMSD_BUS_ADDRESS="$addr" "$kmsctl" key create "$k" --algorithm ec-p256 --usage sign,derive >"$tmp/kmsctl.log" 2>&1 ||
+        fail "kmsctl key create $k --algorithm ec-p256 --usage sign,derive failed: $(cat "$tmp/kmsctl.log")"
+done
 
 # --- the benchmark --------------------------------------------------------
 echo "run-bench.sh: kmsd with $workers workers, $(nproc) CPUs, SoftHSMv2 $(softhsm2-util --version 2>/dev/null || echo '?')"
@@ -216,6 +223,7 @@ args=(--bus-address "$addr" --key "$key" --module "$module" --token-label "$labe
 [ -n "$direct_threads" ] && args+=(--direct-threads "$direct_threads")
 [ "$require_target" = 1 ] && args+=(--require-target)
 [ "$debug" = 1 ] && args+=(--debug)
+[ "$sessions" != 0 ] && args+=(--sessions "$sessions" --key-b "$key_b" --kmsd-pid "$kmsd_pid")
 bench_rc=0
 "$bench" "${args[@]}" || bench_rc=$?
 if [ "$bench_rc" != 0 ] && [ "$bench_rc" != 3 ]; then
