@@ -14,6 +14,12 @@
 
 #include "kms-key.h"
 
+/* Largest ECDH shared secret (the field size; P-521 would need 66). */
+#define KMS_MAX_ECDH_SECRET_BYTES 66u
+/* Largest RSA modulus in bytes (RSA-4096): the most an RSA decryption
+ * can return. */
+#define KMS_MAX_RSA_BYTES 512u
+
 struct kms_backend;
 struct kms_backend_worker;
 
@@ -44,6 +50,33 @@ struct kms_backend_ops {
         int (*sign)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
                     enum kms_hash h, enum kms_padding pad, const uint8_t *digest, size_t digest_len,
                     uint8_t sig[KMS_MAX_SIGNATURE_BYTES], size_t *ret_sig_len);
+
+        /* ECDH inside the device between the private key of id (an EC key
+         * with the derive usage) and peer_point, the peer's uncompressed
+         * point 0x04||X||Y on the key's curve; the caller has validated it
+         * (on the curve, not the identity). Writes the raw shared secret
+         * (the X coordinate, field size bytes, no KDF) to ret_secret, which
+         * must hold KMS_MAX_ECDH_SECRET_BYTES, and its length to
+         * *ret_secret_len. Nothing derived is left in the device. The
+         * caller wipes the secret. -ENOENT: the key is not in the device;
+         * -EPERM: the key may not derive; -EINVAL: not an EC key, a point
+         * of the wrong size or form, or one the device rejects as a
+         * parameter (a point off the curve may also come back as
+         * KMS_E_BACKEND: SoftHSMv2 says only CKR_GENERAL_ERROR). */
+        int (*derive)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                      const uint8_t *peer_point, size_t peer_point_len, uint8_t *ret_secret, size_t *ret_secret_len);
+
+        /* RSA-OAEP decryption (SHA-256, MGF1-SHA-256, empty label) with the
+         * private key of id (an RSA key with the decrypt usage). in must be
+         * exactly the modulus size; out must hold the modulus size
+         * (KMS_MAX_RSA_BYTES always suffices); *out_len is written only on
+         * success. The caller wipes the plaintext. -ENOENT: the key is not
+         * in the device; -EPERM: the key may not decrypt; -EINVAL: not an
+         * RSA key or in of the wrong length; -EBADMSG: the ciphertext does
+         * not decrypt (one code for every padding failure, and for a
+         * ciphertext not below the modulus). */
+        int (*decrypt)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                       const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
 
         /* Destroy the private and public objects of id. Destroying what is
          * already gone succeeds (idempotent, for crash recovery). */

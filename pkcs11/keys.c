@@ -1,11 +1,12 @@
 /* Key operations of the PKCS#11 backend: generate a non-extractable pair,
- * read its public half as SubjectPublicKeyInfo, sign a digest, destroy.
- * Objects are found by CKA_ID with a search template, never by walking
- * the token. */
+ * read its public half as SubjectPublicKeyInfo, sign a digest, ECDH
+ * derivation, RSA-OAEP decryption, destroy. Objects are found by CKA_ID
+ * with a search template, never by walking the token. */
 #include <string.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
@@ -327,6 +328,73 @@ static int private_handle(struct kms_pkcs11_worker *w, const uint8_t id[KMS_KEY_
         return 0;
 }
 
+/* A call that starts an operation on a private key (C_SignInit,
+ * C_DecryptInit, C_DeriveKey), given its handle. */
+typedef CK_RV (*key_call_fn)(struct kms_pkcs11_worker *w, CK_OBJECT_HANDLE key, void *userdata);
+
+/* Run call on the private key of id, its handle taken from the cache or
+ * found by CKA_ID. A stale cached handle is dropped and the key looked up
+ * once more; an operation left active in the session (a module that did
+ * not end one on error) is ended by replacing the session, once. Returns
+ * a negative errno if the key is not in the token (-ENOENT) or cannot be
+ * looked up; otherwise 0 and the call's own CK_RV in *ret_rv, for the
+ * caller to translate. */
+static int with_private_key(struct kms_pkcs11_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], key_call_fn call,
+                            void *userdata, CK_RV *ret_rv)
+{
+        bool fresh = false, reset = false;
+        CK_OBJECT_HANDLE key;
+        CK_RV rv;
+        int r;
+
+        for (;;) {
+                r = private_handle(w, id, fresh, &key);
+                if (r < 0)
+                        return r;
+                rv = call(w, key, userdata);
+                if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) && !fresh) {
+                        /* A stale cached handle: look the key up again. */
+                        kms_pkcs11_cache_drop(&w->p->cache, id);
+                        fresh = true;
+                        continue;
+                }
+                if (rv == CKR_OPERATION_ACTIVE && !reset) {
+                        log_debug("pkcs11: an operation was left active in the session; replacing the session");
+                        r = kms_pkcs11_worker_reset(w);
+                        if (r < 0)
+                                return r;
+                        reset = true;
+                        continue;
+                }
+                *ret_rv = rv;
+                return 0;
+        }
+}
+
+/* CK_RV of derive and decrypt → errno: what the key may not do is -EPERM,
+ * a ciphertext that does not decrypt -EBADMSG, parameters the token
+ * rejects (the peer's point) -EINVAL; the rest as everywhere else. */
+static int key_op_rv_to_errno(CK_RV rv, const char *what)
+{
+        int r = kms_pkcs11_rv_to_errno(rv, what); /* logs rv at debug level */
+
+        switch (rv) {
+        case CKR_KEY_FUNCTION_NOT_PERMITTED:
+        case CKR_KEY_TYPE_INCONSISTENT: return -EPERM;
+        case CKR_ENCRYPTED_DATA_INVALID:
+        case CKR_ENCRYPTED_DATA_LEN_RANGE: return -EBADMSG;
+        case CKR_ARGUMENTS_BAD:
+        case CKR_DOMAIN_PARAMS_INVALID:
+        case CKR_MECHANISM_PARAM_INVALID: return -EINVAL;
+        default: return r;
+        }
+}
+
+static CK_RV call_sign_init(struct kms_pkcs11_worker *w, CK_OBJECT_HANDLE key, void *mech)
+{
+        return w->p->f->C_SignInit(w->session, mech, key);
+}
+
 int kms_pkcs11_sign(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
                     enum kms_hash h, enum kms_padding pad, const uint8_t *digest, size_t digest_len,
                     uint8_t sig[KMS_MAX_SIGNATURE_BYTES], size_t *ret_sig_len)
@@ -339,7 +407,6 @@ int kms_pkcs11_sign(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_B
         CK_ULONG raw_len = sizeof(raw);
         CK_RSA_PKCS_PSS_PARAMS pss;
         CK_MECHANISM mech = { 0, NULL, 0 };
-        CK_OBJECT_HANDLE key;
         CK_RV rv;
         int r;
 
@@ -371,20 +438,11 @@ int kms_pkcs11_sign(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_B
         } else
                 return -EINVAL;
 
-        for (int attempt = 0;; attempt++) {
-                r = private_handle(w, id, attempt > 0, &key);
-                if (r < 0)
-                        return r;
-                rv = f->C_SignInit(w->session, &mech, key);
-                if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) && attempt == 0) {
-                        /* A stale cached handle: look the key up again. */
-                        kms_pkcs11_cache_drop(&w->p->cache, id);
-                        continue;
-                }
-                if (rv != CKR_OK)
-                        return kms_pkcs11_rv_to_errno(rv, "C_SignInit");
-                break;
-        }
+        r = with_private_key(w, id, call_sign_init, &mech, &rv);
+        if (r < 0)
+                return r;
+        if (rv != CKR_OK)
+                return kms_pkcs11_rv_to_errno(rv, "C_SignInit");
         rv = f->C_Sign(w->session, input, input_len, raw, &raw_len);
         if (rv != CKR_OK)
                 return kms_pkcs11_rv_to_errno(rv, "C_Sign");
@@ -409,6 +467,269 @@ int kms_pkcs11_sign(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_B
         memcpy(sig, raw, raw_len);
         *ret_sig_len = raw_len;
         return 0;
+}
+
+/* ---------------------------------------------------------------- ECDH */
+
+struct derive_call {
+        CK_MECHANISM mech;
+        CK_ATTRIBUTE *tmpl;
+        CK_ULONG n_tmpl;
+        CK_OBJECT_HANDLE secret;
+};
+
+static CK_RV call_derive(struct kms_pkcs11_worker *w, CK_OBJECT_HANDLE key, void *userdata)
+{
+        struct derive_call *c = userdata;
+
+        return w->p->f->C_DeriveKey(w->session, &c->mech, key, c->tmpl, c->n_tmpl, &c->secret);
+}
+
+/* Did the token reject how the point was passed (or the point itself)? */
+static bool point_rejected(CK_RV rv)
+{
+        return rv == CKR_ARGUMENTS_BAD || rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_MECHANISM_PARAM_INVALID;
+}
+
+/* Wrap point (shorter than 256 bytes) in a DER OCTET STRING; der must
+ * hold point_len + 3 bytes. Returns the length written. */
+static size_t der_octet_string(const uint8_t *point, size_t point_len, uint8_t *der)
+{
+        size_t h = 0;
+
+        der[h++] = 0x04;
+        if (point_len >= 128)
+                der[h++] = 0x81;
+        der[h++] = (uint8_t)point_len;
+        memcpy(der + h, point, point_len);
+        return h + point_len;
+}
+
+/* Read CKA_VALUE of the derived secret into ret (len bytes exactly) and
+ * destroy the object, whatever happened. ret is written only on success;
+ * the temporary copy is wiped. */
+static int take_secret(struct kms_pkcs11_worker *w, CK_OBJECT_HANDLE secret, size_t len, uint8_t *ret)
+{
+        CK_FUNCTION_LIST *f = w->p->f;
+        uint8_t value[KMS_MAX_ECDH_SECRET_BYTES];
+        CK_ATTRIBUTE a = { CKA_VALUE, value, sizeof(value) };
+        CK_RV rv;
+        int r = 0;
+
+        rv = f->C_GetAttributeValue(w->session, secret, &a, 1);
+        if (rv != CKR_OK)
+                r = kms_pkcs11_rv_to_errno(rv, "C_GetAttributeValue(CKA_VALUE)");
+        else if (a.ulValueLen != len) {
+                log_debug("pkcs11: derived secret of %lu bytes, expected %zu", (unsigned long)a.ulValueLen, len);
+                r = KMS_E_BACKEND;
+        }
+
+        rv = f->C_DestroyObject(w->session, secret);
+        if (rv != CKR_OK) {
+                (void)kms_pkcs11_rv_to_errno(rv, "C_DestroyObject(derived secret)");
+                /* Closing the session destroys its session objects. */
+                if (kms_pkcs11_worker_reset(w) < 0)
+                        r = KMS_E_BACKEND;
+        }
+        if (r == 0)
+                memcpy(ret, value, len);
+        OPENSSL_cleanse(value, sizeof(value));
+        return r;
+}
+
+int kms_pkcs11_derive(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                      const uint8_t *peer_point, size_t peer_point_len, uint8_t *ret_secret, size_t *ret_secret_len)
+{
+        struct kms_pkcs11_worker *w = W(bw);
+        size_t coord = kms_algorithm_size(alg);
+        uint8_t der[2 * KMS_MAX_ECDH_SECRET_BYTES + 1 + 3];
+        size_t der_len;
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+        CK_ULONG value_len = coord;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        /* A session object the worker reads once and destroys at once:
+         * extractable and not sensitive, or CKA_VALUE could not be read. */
+        CK_ATTRIBUTE tmpl[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_KEY_TYPE, &type, sizeof(type) },
+                { CKA_TOKEN, &no, sizeof(no) },
+                { CKA_PRIVATE, &yes, sizeof(yes) },
+                { CKA_SENSITIVE, &no, sizeof(no) },
+                { CKA_EXTRACTABLE, &yes, sizeof(yes) },
+                { CKA_VALUE_LEN, &value_len, sizeof(value_len) },
+        };
+        CK_ECDH1_DERIVE_PARAMS params = { .kdf = CKD_NULL };
+        struct derive_call c = {
+                .mech = { CKM_ECDH1_DERIVE, &params, sizeof(params) },
+                .tmpl = tmpl,
+                .n_tmpl = ELEMENTSOF(tmpl),
+                .secret = CK_INVALID_HANDLE,
+        };
+        int form = atomic_load(&w->p->point_form);
+        CK_RV rv;
+        int r;
+
+        if (!kms_algorithm_is_ec(alg) || coord == 0 || coord > KMS_MAX_ECDH_SECRET_BYTES || !peer_point ||
+            !ret_secret || !ret_secret_len)
+                return -EINVAL;
+        if (peer_point_len != 2 * coord + 1 || peer_point[0] != 0x04)
+                return -EINVAL;
+        der_len = der_octet_string(peer_point, peer_point_len, der);
+
+        for (;;) {
+                bool raw = form != KMS_PKCS11_POINT_DER;
+
+                params.pPublicData = raw ? (CK_BYTE_PTR)peer_point : der;
+                params.ulPublicDataLen = raw ? peer_point_len : der_len;
+                r = with_private_key(w, id, call_derive, &c, &rv);
+                if (r < 0)
+                        return r;
+                if (rv != CKR_OK && point_rejected(rv) && form == KMS_PKCS11_POINT_UNKNOWN) {
+                        /* PKCS#11 says raw; some modules want DER. The
+                         * point may also just be bad: then DER fails too
+                         * and nothing is learnt. */
+                        (void)kms_pkcs11_rv_to_errno(rv, "C_DeriveKey(raw point)");
+                        form = KMS_PKCS11_POINT_DER;
+                        continue;
+                }
+                break;
+        }
+        if (rv != CKR_OK)
+                return key_op_rv_to_errno(rv, "C_DeriveKey");
+        if (atomic_load(&w->p->point_form) == KMS_PKCS11_POINT_UNKNOWN) {
+                form = form == KMS_PKCS11_POINT_DER ? KMS_PKCS11_POINT_DER : KMS_PKCS11_POINT_RAW;
+                log_debug("pkcs11: the token takes the ECDH peer point %s",
+                          form == KMS_PKCS11_POINT_DER ? "DER-wrapped" : "raw");
+                atomic_store(&w->p->point_form, form);
+        }
+
+        r = take_secret(w, c.secret, coord, ret_secret);
+        if (r < 0)
+                return r;
+        *ret_secret_len = coord;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- RSA-OAEP */
+
+struct decrypt_call {
+        CK_MECHANISM *mech;
+        const uint8_t *in; /* the ciphertext, exactly the modulus size */
+        size_t k;
+};
+
+/* C_DecryptInit, after checking that the ciphertext is below the modulus
+ * (public values both): PKCS#11 wants CKR_ENCRYPTED_DATA_LEN_RANGE then,
+ * but SoftHSMv2 answers CKR_GENERAL_ERROR from C_Decrypt. */
+static CK_RV call_decrypt_init(struct kms_pkcs11_worker *w, CK_OBJECT_HANDLE key, void *userdata)
+{
+        struct decrypt_call *c = userdata;
+        uint8_t n[KMS_MAX_RSA_BYTES];
+        CK_ATTRIBUTE a = { CKA_MODULUS, n, sizeof(n) };
+        CK_RV rv;
+
+        rv = w->p->f->C_GetAttributeValue(w->session, key, &a, 1);
+        if (rv != CKR_OK)
+                return rv;
+        if (a.ulValueLen != c->k || n[0] == 0)
+                return CKR_KEY_SIZE_RANGE; /* not the key the metadata says */
+        if (memcmp(c->in, n, c->k) >= 0)
+                return CKR_ENCRYPTED_DATA_LEN_RANGE;
+        return w->p->f->C_DecryptInit(w->session, c->mech, key);
+}
+
+/* C_DecryptInit on the key of id with OAEP-SHA-256 in the token, or raw
+ * RSA for decoding on the host; which one the token can do is learnt on
+ * the first call. Sets *ret_on_host. */
+static int decrypt_init(struct kms_pkcs11_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], const uint8_t *in, size_t k,
+                        bool *ret_on_host)
+{
+        CK_RSA_PKCS_OAEP_PARAMS oaep = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0 };
+        CK_MECHANISM mech_oaep = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
+        CK_MECHANISM mech_raw = { CKM_RSA_X_509, NULL, 0 };
+        struct decrypt_call c = { .mech = &mech_oaep, .in = in, .k = k };
+        int mode = atomic_load(&w->p->oaep_mode);
+        CK_RV rv;
+        int r;
+
+        if (mode != KMS_PKCS11_OAEP_HOST) {
+                r = with_private_key(w, id, call_decrypt_init, &c, &rv);
+                if (r < 0)
+                        return r;
+                if (rv == CKR_OK) {
+                        if (mode == KMS_PKCS11_OAEP_UNKNOWN)
+                                atomic_store(&w->p->oaep_mode, KMS_PKCS11_OAEP_TOKEN);
+                        *ret_on_host = false;
+                        return 0;
+                }
+                if (mode == KMS_PKCS11_OAEP_TOKEN ||
+                    (rv != CKR_ARGUMENTS_BAD && rv != CKR_MECHANISM_PARAM_INVALID && rv != CKR_MECHANISM_INVALID))
+                        return key_op_rv_to_errno(rv, "C_DecryptInit(CKM_RSA_PKCS_OAEP)");
+                (void)kms_pkcs11_rv_to_errno(rv, "C_DecryptInit(CKM_RSA_PKCS_OAEP, SHA-256)");
+        }
+        c.mech = &mech_raw;
+        r = with_private_key(w, id, call_decrypt_init, &c, &rv);
+        if (r < 0)
+                return r;
+        if (rv != CKR_OK)
+                return key_op_rv_to_errno(rv, "C_DecryptInit(CKM_RSA_X_509)");
+        if (mode == KMS_PKCS11_OAEP_UNKNOWN) {
+                log_debug("pkcs11: the token has no RSA-OAEP with SHA-256; raw RSA in the token, OAEP decoding here");
+                atomic_store(&w->p->oaep_mode, KMS_PKCS11_OAEP_HOST);
+        }
+        *ret_on_host = true;
+        return 0;
+}
+
+int kms_pkcs11_decrypt(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                       const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len)
+{
+        struct kms_pkcs11_worker *w = W(bw);
+        size_t k = kms_algorithm_size(alg), len = 0;
+        uint8_t buf[KMS_MAX_RSA_BYTES];
+        CK_ULONG buf_len = sizeof(buf);
+        bool on_host = false;
+        CK_RV rv;
+        int r;
+
+        if (!kms_algorithm_is_rsa(alg) || k == 0 || k > sizeof(buf) || !in || !out || !out_len)
+                return -EINVAL;
+        if (in_len != k)
+                return -EINVAL;
+
+        r = decrypt_init(w, id, in, k, &on_host);
+        if (r < 0)
+                return r;
+        /* buf holds any modulus, so the single-part call always has room;
+         * it ends the operation on every other outcome. */
+        rv = w->p->f->C_Decrypt(w->session, (CK_BYTE_PTR)in, in_len, buf, &buf_len);
+        if (rv == CKR_BUFFER_TOO_SMALL) {
+                /* Still active (PKCS#11 5.2): end it with the session. */
+                (void)kms_pkcs11_rv_to_errno(rv, "C_Decrypt");
+                (void)kms_pkcs11_worker_reset(w);
+                r = KMS_E_BACKEND;
+                goto out;
+        }
+        if (rv != CKR_OK) {
+                r = key_op_rv_to_errno(rv, "C_Decrypt");
+                goto out;
+        }
+        if (buf_len > k) {
+                r = KMS_E_BACKEND;
+                goto out;
+        }
+        if (on_host)
+                r = kms_pkcs11_oaep_decode(buf, buf_len, k, out, &len);
+        else {
+                memcpy(out, buf, buf_len);
+                len = buf_len;
+        }
+        if (r == 0)
+                *out_len = len;
+out:
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return r;
 }
 
 int kms_pkcs11_exists(struct kms_backend_worker *bw, const uint8_t id[KMS_KEY_ID_BYTES])

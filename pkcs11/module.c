@@ -267,6 +267,8 @@ int kms_pkcs11_open(const struct kms_pkcs11_config *cfg, struct kms_backend **re
         p->base.ops = &kms_pkcs11_ops;
         p->login_session = CK_INVALID_HANDLE;
         kms_pkcs11_cache_init(&p->cache);
+        atomic_init(&p->point_form, KMS_PKCS11_POINT_UNKNOWN);
+        atomic_init(&p->oaep_mode, KMS_PKCS11_OAEP_UNKNOWN);
 
         /* Read the PIN before touching the module, so a bad PIN file is
          * reported as such. */
@@ -324,22 +326,41 @@ fail:
         return r;
 }
 
+static int open_session(struct kms_pkcs11 *p, CK_SESSION_HANDLE *ret)
+{
+        CK_RV rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, ret);
+
+        return rv == CKR_OK ? 0 : kms_pkcs11_rv_to_errno(rv, "C_OpenSession");
+}
+
 static int pkcs11_worker_open(struct kms_backend *b, struct kms_backend_worker **ret)
 {
         struct kms_pkcs11 *p = (struct kms_pkcs11 *)b;
         struct kms_pkcs11_worker *w;
-        CK_RV rv;
+        int r;
 
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         w->p = p;
-        rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &w->session);
-        if (rv != CKR_OK) {
+        r = open_session(p, &w->session);
+        if (r < 0) {
                 free(w);
-                return kms_pkcs11_rv_to_errno(rv, "C_OpenSession");
+                return r;
         }
         *ret = (struct kms_backend_worker *)w;
+        return 0;
+}
+
+int kms_pkcs11_worker_reset(struct kms_pkcs11_worker *w)
+{
+        CK_SESSION_HANDLE s;
+        int r = open_session(w->p, &s);
+
+        if (r < 0)
+                return r;
+        (void)w->p->f->C_CloseSession(w->session);
+        w->session = s;
         return 0;
 }
 
@@ -365,6 +386,8 @@ const struct kms_backend_ops kms_pkcs11_ops = {
         .worker_close = pkcs11_worker_close,
         .generate = kms_pkcs11_generate,
         .sign = kms_pkcs11_sign,
+        .derive = kms_pkcs11_derive,
+        .decrypt = kms_pkcs11_decrypt,
         .destroy = kms_pkcs11_destroy,
         .exists = kms_pkcs11_exists,
         .enumerate = kms_pkcs11_enumerate,

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <p11-kit/pkcs11.h>
@@ -30,6 +31,26 @@ struct kms_pkcs11_handle_cache {
         size_t n;
 };
 
+/* How the token takes the peer's point in CK_ECDH1_DERIVE_PARAMS
+ * (pPublicData): PKCS#11 asks for the raw point, some modules want it
+ * wrapped in a DER OCTET STRING. Learnt on the first derivation. */
+enum kms_pkcs11_point_form {
+        KMS_PKCS11_POINT_UNKNOWN,
+        KMS_PKCS11_POINT_RAW,
+        KMS_PKCS11_POINT_DER,
+};
+
+/* Where RSA-OAEP-SHA-256 is decoded: in the token (CKM_RSA_PKCS_OAEP), or,
+ * for tokens that refuse SHA-256 in CK_RSA_PKCS_OAEP_PARAMS (SoftHSMv2 2.6
+ * takes only SHA-1), raw RSA in the token (CKM_RSA_X_509) and OpenSSL's
+ * constant-time EME-OAEP decoding on the host (oaep.c). Learnt on the
+ * first decryption. */
+enum kms_pkcs11_oaep_mode {
+        KMS_PKCS11_OAEP_UNKNOWN,
+        KMS_PKCS11_OAEP_TOKEN,
+        KMS_PKCS11_OAEP_HOST,
+};
+
 struct kms_pkcs11 {
         struct kms_backend base;
         CK_FUNCTION_LIST *f;
@@ -38,6 +59,8 @@ struct kms_pkcs11 {
         bool initialized;
         struct kms_pkcs11_handle_cache cache;
         struct kms_backend_info info;
+        atomic_int point_form; /* enum kms_pkcs11_point_form */
+        atomic_int oaep_mode;  /* enum kms_pkcs11_oaep_mode */
 };
 
 /* What the core knows as struct kms_backend_worker. */
@@ -48,6 +71,21 @@ struct kms_pkcs11_worker {
 
 /* CK_RV → negative errno; logs the CK_RV at debug level with what. */
 int kms_pkcs11_rv_to_errno(CK_RV rv, const char *what);
+
+/* Replace the worker's session with a new one (same slot; the login is
+ * the token's, so it stays). Closing the old session ends any operation
+ * left active in it and destroys its session objects. On failure the old
+ * session is kept and a negative errno returned. */
+int kms_pkcs11_worker_reset(struct kms_pkcs11_worker *w);
+
+/* EME-OAEP decoding (SHA-256, MGF1-SHA-256, empty label) of em, the
+ * output of the raw RSA private-key operation, for a modulus of k bytes
+ * (em may be shorter if the token dropped leading zeros). On success
+ * writes the message to out (which holds k bytes) and its length to
+ * *ret_len; otherwise -EBADMSG for every decoding failure alike (-EINVAL
+ * for unusable arguments), and out is untouched. Constant time in the
+ * content of em. (oaep.c) */
+int kms_pkcs11_oaep_decode(const uint8_t *em, size_t em_len, size_t k, uint8_t *out, size_t *ret_len);
 
 void kms_pkcs11_cache_init(struct kms_pkcs11_handle_cache *c);
 void kms_pkcs11_cache_clear(struct kms_pkcs11_handle_cache *c);
@@ -63,6 +101,10 @@ int kms_pkcs11_generate(struct kms_backend_worker *w, enum kms_algorithm alg, un
 int kms_pkcs11_sign(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
                     enum kms_hash h, enum kms_padding pad, const uint8_t *digest, size_t digest_len,
                     uint8_t sig[KMS_MAX_SIGNATURE_BYTES], size_t *ret_sig_len);
+int kms_pkcs11_derive(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                      const uint8_t *peer_point, size_t peer_point_len, uint8_t *ret_secret, size_t *ret_secret_len);
+int kms_pkcs11_decrypt(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], enum kms_algorithm alg,
+                       const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
 int kms_pkcs11_destroy(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
 int kms_pkcs11_exists(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES]);
 int kms_pkcs11_enumerate(struct kms_backend_worker *w, const char *prefix,
