@@ -19,7 +19,9 @@ static int load(struct kms_daemon *d, struct kms_policy **ret, char *errbuf, siz
         };
         int r = kms_policy_load(&st, ret, errbuf, errlen);
 
-        return r == -EINVAL ? KMS_E_POLICY : r;
+        /* A file that does not parse, cannot be opened or read: all the
+         * operator's to fix, and all PolicyInvalid to the caller. */
+        return r < 0 && r != -ENOMEM ? KMS_E_POLICY : r;
 }
 
 int kms_access_init(struct kms_daemon *d, char *errbuf, size_t errlen)
@@ -150,8 +152,15 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
         }
         if (kms_policy_decide(req->policy, &req->caller, op, key, owner, &dec))
                 return 0;
-        log_notice("denied: uid %u pid %d %s %s%s%s: %s", (unsigned)req->caller.uid, (int)req->caller.pid, m->member,
-                   key ? "key '" : "", key ? key : "", key ? "'" : "", dec.why);
+        if (op != m->op)
+                log_notice("denied: uid %u pid %d %s key '%s' for owner uid %u: %s", (unsigned)req->caller.uid,
+                           (int)req->caller.pid, m->member, req->name, (unsigned)req->owner, dec.why);
+        else if (key)
+                log_notice("denied: uid %u pid %d %s key '%s': %s", (unsigned)req->caller.uid, (int)req->caller.pid,
+                           m->member, key, dec.why);
+        else
+                log_notice("denied: uid %u pid %d %s: %s", (unsigned)req->caller.uid, (int)req->caller.pid, m->member,
+                           dec.why);
         if (op != m->op)
                 snprintf(errmsg, errlen, "uid %u may not create a key for another owner (uid %u): %s",
                          (unsigned)req->caller.uid, (unsigned)req->owner, dec.why);

@@ -1007,7 +1007,7 @@ static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessag
         return new_reply(req, ret, &it);
 }
 
-/* Load the key for a state change by its owner (or root). */
+/* Load the key for a state change (the bus thread has decided access). */
 static int load_for_change(struct kms_worker *w, struct kms_request *req, bool with_versions,
                            struct kms_key_record **ret, char *errmsg, size_t errlen)
 {
