@@ -306,6 +306,10 @@ static bool append_variant(DBusMessageIter *entry, const struct kmsctl_bus_optio
                 ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "b", &v) &&
                      dbus_message_iter_append_basic(&v, DBUS_TYPE_BOOLEAN, &o->b);
                 break;
+        case DBUS_TYPE_BYTE:
+                ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "ay", &v) &&
+                     kmsctl_append_bytes(&v, o->bytes.data, o->bytes.len) == 0;
+                break;
         case DBUS_TYPE_ARRAY:
                 ok = dbus_message_iter_open_container(entry, DBUS_TYPE_VARIANT, "as", &v) &&
                      dbus_message_iter_open_container(&v, DBUS_TYPE_ARRAY, "s", &a);

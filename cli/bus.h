@@ -58,7 +58,7 @@ int kmsctl_append_bytes(DBusMessageIter *it, const void *data, size_t len);
  * are left out, so the daemon applies its default. */
 struct kmsctl_bus_option {
         const char *key;
-        int type; /* DBUS_TYPE_STRING, _UINT32, _UINT64, _BOOLEAN, or _ARRAY for "as" */
+        int type; /* DBUS_TYPE_STRING, _UINT32, _UINT64, _BOOLEAN, _ARRAY for "as", _BYTE for "ay" */
         bool set;
         union {
                 const char *s;
@@ -66,6 +66,10 @@ struct kmsctl_bus_option {
                 uint64_t t;
                 dbus_bool_t b;
                 const char *const *strv; /* NULL-terminated */
+                struct {
+                        const void *data;
+                        size_t len;
+                } bytes; /* "ay"; data may be NULL when len is 0 */
         };
 };
 

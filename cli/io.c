@@ -3,13 +3,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
+#include "json.h"
+#include "kms-error.h"
 #include "kms-util.h"
 
 #define READ_CHUNK (64u * 1024u)
@@ -71,9 +78,27 @@ static int too_big(const char *path, size_t max)
         return -EFBIG;
 }
 
-int kmsctl_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+/* Grow buf from cap to ncap bytes, of which len are used. A secret buffer
+ * is copied and the old one wiped, so no stray copy is left in freed
+ * memory (realloc() may move it without wiping). Returns the new buffer or
+ * NULL (buf is then still valid). */
+static uint8_t *grow(uint8_t *buf, size_t len, size_t ncap, bool secret)
 {
-        _cleanup_(freep) uint8_t *buf = NULL;
+        uint8_t *p;
+
+        if (!secret)
+                return realloc(buf, ncap);
+        p = malloc(ncap);
+        if (p && buf) {
+                memcpy(p, buf, len);
+                kms_freezero(buf, len);
+        }
+        return p;
+}
+
+static int read_input(const char *path, size_t max, bool secret, uint8_t **ret, size_t *ret_len)
+{
+        uint8_t *buf = NULL;
         size_t len = 0, cap = 0;
         struct stat st;
         int fd, r = 0;
@@ -100,7 +125,7 @@ int kmsctl_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_le
                                 r = too_big(path, max);
                                 goto out;
                         }
-                        p = realloc(buf, ncap);
+                        p = grow(buf, len, ncap, secret);
                         if (!p) {
                                 fprintf(stderr, "kmsctl: out of memory\n");
                                 r = -ENOMEM;
@@ -132,8 +157,19 @@ int kmsctl_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_le
         *ret = TAKE_PTR(buf);
         *ret_len = len;
 out:
+        kms_freezero(buf, len); /* NULL after success */
         close_input(fd);
         return r;
+}
+
+int kmsctl_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+{
+        return read_input(path, max, false, ret, ret_len);
+}
+
+int kmsctl_read_secret_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+{
+        return read_input(path, max, true, ret, ret_len);
 }
 
 int kmsctl_hash_file(const char *path, enum kms_hash h, uint8_t *ret)
@@ -226,6 +262,167 @@ int kmsctl_write_file(const char *path, const void *data, size_t len, bool binar
                         unlink(path); /* no truncated signature or key left behind */
         }
         return r;
+}
+
+static int write_secret(const char *path, const void *data, size_t len)
+{
+        struct stat st;
+        bool regular;
+        int fd, r;
+
+        if (is_stdio(path)) {
+                fprintf(stderr, "kmsctl: secrets are written to a file only; give --out FILE\n");
+                return -EINVAL;
+        }
+        /* Not O_TRUNC: an existing file is checked before its contents go. */
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0) {
+                r = -errno;
+                fprintf(stderr, "kmsctl: cannot create '%s': %s\n", path, strerror(errno));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                fprintf(stderr, "kmsctl: cannot stat '%s': %s\n", path, strerror(errno));
+                goto out;
+        }
+        regular = S_ISREG(st.st_mode);
+        if (isatty(fd)) {
+                fprintf(stderr, "kmsctl: refusing to write a secret to the terminal '%s'\n", path);
+                r = -EINVAL;
+                goto out;
+        }
+        if (regular && st.st_uid != geteuid()) {
+                /* Its owner could have it open already, or chmod it back. */
+                fprintf(stderr, "kmsctl: refusing to write a secret into '%s', which belongs to uid %u\n", path,
+                        (unsigned)st.st_uid);
+                r = -EPERM;
+                goto out;
+        }
+        if (regular && (st.st_mode & 077) != 0 && fchmod(fd, 0600) < 0) {
+                r = -errno;
+                fprintf(stderr, "kmsctl: cannot make '%s' private (mode 0600): %s\n", path, strerror(errno));
+                goto out;
+        }
+        if (regular && ftruncate(fd, 0) < 0) {
+                r = -errno;
+                fprintf(stderr, "kmsctl: cannot truncate '%s': %s\n", path, strerror(errno));
+                goto out;
+        }
+        r = write_all(fd, data, len);
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        fd = -1;
+        if (r < 0) {
+                fprintf(stderr, "kmsctl: cannot write '%s': %s\n", path, strerror(-r));
+                if (regular)
+                        unlink(path); /* no partial secret left behind */
+        }
+out:
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+int kmsctl_write_secret_file(const char *path, void *data, size_t len)
+{
+        int r = write_secret(path, data, len);
+
+        OPENSSL_cleanse(data, len);
+        return r;
+}
+
+int kmsctl_secret_reply_finish(DBusMessage *reply, const char *name, const char *path, bool json,
+                               const char *json_file_key, const char *verb)
+{
+        const uint8_t *secret;
+        int len;
+        uint32_t used;
+
+        if (!dbus_message_get_args(reply, NULL, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &secret, &len, DBUS_TYPE_UINT32, &used,
+                                   DBUS_TYPE_INVALID)) {
+                fprintf(stderr, "kmsctl: out of memory\n");
+                return KMS_EXIT_FAILURE;
+        }
+        /* The only copy kmsctl holds is in the reply: written, then wiped
+         * there. */
+        if (kmsctl_write_secret_file(path, (uint8_t *)secret, (size_t)len) < 0)
+                return KMS_EXIT_FAILURE;
+        if (json) {
+                struct kmsctl_json j;
+
+                kmsctl_json_init(&j, stdout);
+                kmsctl_json_begin_object(&j);
+                kmsctl_json_field_string(&j, "name", name);
+                kmsctl_json_field_uint(&j, "version", used);
+                kmsctl_json_field_uint(&j, "length", (uint64_t)len);
+                kmsctl_json_field_string(&j, json_file_key, path);
+                kmsctl_json_end_object(&j);
+        } else
+                fprintf(stderr, "%s %d bytes with %s version %" PRIu32 " into %s\n", verb, len, name, used, path);
+        return KMS_EXIT_OK;
+}
+
+/* Largest public key file kmsctl reads: an RSA-16384 PEM is under 4 KiB. */
+#define PUBLIC_KEY_FILE_MAX (64u * 1024u)
+
+int kmsctl_read_public_key(const char *path, uint8_t **ret, size_t *ret_len)
+{
+        _cleanup_(freep) uint8_t *file = NULL;
+        const unsigned char *p;
+        size_t len = 0;
+        EVP_PKEY *pk = NULL;
+        uint8_t *der = NULL, *q;
+        int n, r;
+
+        r = kmsctl_read_file(path, PUBLIC_KEY_FILE_MAX, &file, &len);
+        if (r < 0)
+                return r;
+        if (memmem(file, len, "-----BEGIN ", 11)) {
+                BIO *bio = BIO_new_mem_buf(file, (int)len);
+
+                if (!bio)
+                        return -ENOMEM;
+                pk = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+                BIO_free(bio);
+                if (!pk && memmem(file, len, "PRIVATE KEY-----", 16)) {
+                        fprintf(stderr,
+                                "kmsctl: '%s' holds a private key; give the peer's public key "
+                                "(openssl pkey -in KEY -pubout)\n",
+                                path);
+                        ERR_clear_error();
+                        return -EINVAL;
+                }
+        } else {
+                p = file;
+                pk = d2i_PUBKEY(NULL, &p, (long)len);
+                if (pk && p != file + len) {
+                        EVP_PKEY_free(pk);
+                        pk = NULL;
+                }
+        }
+        ERR_clear_error();
+        if (!pk) {
+                fprintf(stderr,
+                        "kmsctl: '%s' is not a public key (PEM \"BEGIN PUBLIC KEY\" or DER SubjectPublicKeyInfo)\n",
+                        path);
+                return -EINVAL;
+        }
+        /* Re-encode: the canonical DER, whatever the file's form. */
+        n = i2d_PUBKEY(pk, NULL);
+        if (n > 0 && (der = malloc((size_t)n))) {
+                q = der;
+                n = i2d_PUBKEY(pk, &q);
+        }
+        EVP_PKEY_free(pk);
+        if (n <= 0 || !der) {
+                free(der);
+                fprintf(stderr, "kmsctl: cannot encode the public key in '%s'\n", path);
+                return -ENOMEM;
+        }
+        *ret = der;
+        *ret_len = (size_t)n;
+        return 0;
 }
 
 const char *kmsctl_printable(const char *s, char *buf, size_t size)

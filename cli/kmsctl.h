@@ -111,6 +111,13 @@ int kmsctl_key_enable_main(const struct kmsctl_command *cmd, int argc, char **ar
 int kmsctl_key_cancel_destroy_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_set_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_monitor_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_derive_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_decrypt_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_session_open_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_session_seal_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_session_open_envelope_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_session_close_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_session_list_main(const struct kmsctl_command *cmd, int argc, char **argv);
 
 /* Print "out of memory"; returns KMS_EXIT_FAILURE. */
 int kmsctl_log_oom(void);

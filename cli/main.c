@@ -155,6 +155,82 @@ static const struct kmsctl_command commands[] = {
                 "  --json                 Print {\"name\",\"version\",\"valid\"} on stdout\n",
         },
         {
+                "derive",
+                kmsctl_derive_main,
+                "NAME --peer FILE --out FILE [--salt HEX] [--info TEXT] [--length N] [--json]",
+                "Derive a shared secret: ECDH with an EC key's primary version, then HKDF-SHA256",
+                "  --peer FILE            The peer's public key (PEM or DER SubjectPublicKeyInfo),\n"
+                "                         on the key's curve\n"
+                "  --out FILE             Where the derived bytes go (mode 0600; never printed)\n"
+                "  --salt HEX             HKDF salt as hex digits, up to 1024 bytes; default: none\n"
+                "                         (HKDF then uses 32 zero bytes)\n"
+                "  --info TEXT            HKDF info, up to 1024 bytes; default: empty\n"
+                "  --length N             Bytes to derive, 1 to 1024; default: 32\n"
+                "  --json                 Print {\"name\",\"version\",\"length\",\"secret_file\"} on stdout\n",
+        },
+        {
+                "decrypt",
+                kmsctl_decrypt_main,
+                "NAME --in FILE|- --out FILE [--version N] [--json]",
+                "Unwrap data encrypted to an RSA key with RSA-OAEP (SHA-256)",
+                "  --in FILE|-            The ciphertext ('-': standard input), as made by\n"
+                "                         openssl pkeyutl -encrypt -pkeyopt rsa_padding_mode:oaep\n"
+                "                         -pkeyopt rsa_oaep_md:sha256\n"
+                "  --out FILE             Where the plaintext goes (mode 0600; never printed)\n"
+                "  --version N            Version to decrypt with; default: the primary version\n"
+                "  --json                 Print {\"name\",\"version\",\"length\",\"plaintext_file\"} on stdout\n",
+        },
+        {
+                "session open",
+                kmsctl_session_open_main,
+                "NAME --peer FILE --role initiator|responder [--max-messages N] [--ttl D]\n"
+                "                         [--context TEXT | --context-hex HEX] [--json]",
+                "Open an AES-256-GCM session with a peer; prints its id",
+                "  --peer FILE            The peer's public key (PEM or DER SubjectPublicKeyInfo)\n"
+                "  --role R               initiator or responder; the peer takes the other one\n"
+                "  --max-messages N       Envelopes per direction, 1 to 65536; default: 100\n"
+                "  --ttl D                Lifetime: 90s, 5m, 12h, 30d (at most 30d); default: 24h\n"
+                "  --context TEXT         Agreed with the peer; must differ for every session between\n"
+                "                         the same two keys (a conversation id and a counter);\n"
+                "                         up to 256 bytes; default: empty\n"
+                "  --context-hex HEX      The context as hex digits\n"
+                "  --json                 Print the session as JSON instead of its id\n"
+                "                         (the text form prints the id on stdout, the expiry on stderr)\n",
+        },
+        {
+                "session seal",
+                kmsctl_session_seal_main,
+                "ID --in FILE|- --out FILE|- [--aad TEXT]",
+                "Encrypt a message into an envelope for the session's peer",
+                "  --in FILE|-            The plaintext ('-': standard input)\n"
+                "  --out FILE|-           Where the envelope goes (binary; mode 0644)\n"
+                "  --aad TEXT             Associated data, authenticated but not in the envelope;\n"
+                "                         the peer must give the same to open it\n",
+        },
+        {
+                "session open-envelope",
+                kmsctl_session_open_envelope_main,
+                "ID --in FILE|- --out FILE [--aad TEXT]",
+                "Check and decrypt an envelope from the session's peer",
+                "  --in FILE|-            The envelope ('-': standard input)\n"
+                "  --out FILE             Where the plaintext goes (mode 0600; never printed)\n"
+                "  --aad TEXT             The associated data the peer sealed with\n",
+        },
+        {
+                "session close",
+                kmsctl_session_close_main,
+                "ID",
+                "Close a session; kmsd wipes its keys",
+                NULL,
+        },
+        {
+                "session list",
+                kmsctl_session_list_main,
+                "[--json]",
+                "List your open sessions: key, role, expiry, messages used, peer fingerprint",
+                "  --json                 Print a JSON array of sessions\n",
+        },
+        {
                 "status",
                 kmsctl_status_main,
                 "[--json]",
@@ -235,14 +311,19 @@ static const struct kmsctl_command *find_command(int argc, char **argv)
 
 static void usage(FILE *f)
 {
+        int width = 0;
+
         fprintf(f, "Usage: kmsctl [--bus system|session] [--bus-address ADDRESS] [--timeout SECONDS]\n"
                    "              COMMAND [ARGUMENTS...]\n"
                    "       kmsctl help [COMMAND]\n"
                    "       kmsctl --version\n\n"
-                   "Manage the keys kmsd keeps in its token and sign with them.\n\n"
+                   "Manage the keys kmsd keeps in its token; sign, derive, unwrap and seal with them.\n\n"
                    "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].help);
+                if ((int)strlen(commands[i].name) > width)
+                        width = (int)strlen(commands[i].name);
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                fprintf(f, "  %-*s %s\n", width, commands[i].name, commands[i].help);
         fprintf(f,
                 "\nRun 'kmsctl COMMAND --help' for a command's arguments and options.\n\n"
                 "Global options (before the command, or anywhere after it):\n"
@@ -259,7 +340,7 @@ static void usage(FILE *f)
                 "  %d  failure (for verify: the signature does not verify)\n"
                 "  %d  usage error: bad option, argument or value\n"
                 "  %d  access denied (AccessDenied)\n"
-                "  %d  key or version not found (NotFound)\n",
+                "  %d  key, version or session not found (NotFound, SessionNotFound)\n",
                 KMSCTL_DEFAULT_TIMEOUT_SEC, KMS_ENV_BUS_ADDRESS, KMS_EXIT_OK, KMS_EXIT_FAILURE, KMS_EXIT_USAGE,
                 KMS_EXIT_DENIED, KMS_EXIT_NOT_FOUND);
 }
