@@ -125,6 +125,7 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                         key = NULL;
                 }
                 break;
+        case KMS_SCOPE_OWN_SESSION:
         case KMS_SCOPE_SESSION:
                 /* The caller's own session, on a key the caller may still
                  * use for sessions. Another user's id is denied here
@@ -138,7 +139,9 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                         snprintf(errmsg, errlen, "session %s belongs to another user", req->session_id);
                         return -EACCES;
                 }
-                if (r < 0)
+                /* Closing one's own session needs no right: it only ends
+                 * what the caller started (and wipes its keys). */
+                if (r < 0 || m->scope == KMS_SCOPE_OWN_SESSION)
                         return 0;
                 /* fall through */
         case KMS_SCOPE_KEY:

@@ -97,6 +97,7 @@ enum kms_scope {
         KMS_SCOPE_CREATE, /* create on the name; admin to name another owner */
         KMS_SCOPE_FILTER, /* a list: the worker shows what op allows */
         KMS_SCOPE_SESSION, /* op on the key of the caller's session */
+        KMS_SCOPE_OWN_SESSION, /* the caller's session, whatever the policy now says */
         KMS_SCOPE_NONE,   /* internal requests */
 };
 

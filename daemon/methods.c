@@ -1626,21 +1626,8 @@ static int run_open_session(struct kms_worker *w, struct kms_request *req, DBusM
                         r = fail(errmsg, errlen, r, "cannot set up the session: %s", kms_session_crypto_strerror(r));
         }
         OPENSSL_cleanse(z, sizeof(z));
-        if (r >= 0) {
-                /* The same two keys and context give the same AES keys:
-                 * refuse them a second time, or GCM nonces would repeat. */
+        if (r >= 0)
                 kms_session_crypto_get_info(crypto, &info);
-                r = kms_store_session_binding_add(w->store, info.binding, sizeof(info.binding), req->role,
-                                                  (int64_t)(now / 1000));
-                if (r == -EEXIST)
-                        r = fail(errmsg, errlen, -EEXIST,
-                                 "key '%s' already had a session as %s with this peer and this context; the keys would "
-                                 "repeat: give a context never used before (for example a conversation id and a "
-                                 "counter, or random bytes sent to the peer)",
-                                 req->name, kms_session_role_to_string(req->role));
-                else if (r < 0)
-                        r = store_fail(r, req, errmsg, errlen);
-        }
         fp = peer_spki ? kms_spki_fingerprint(peer_spki, peer_spki_len) : NULL;
         if (r >= 0 && !fp)
                 r = fail(errmsg, errlen, -ENOMEM, "out of memory");
@@ -1652,6 +1639,24 @@ static int run_open_session(struct kms_worker *w, struct kms_request *req, DBusM
                                  KMS_MAX_SESSIONS, KMS_MAX_SESSIONS_PER_UID);
                 else if (r < 0)
                         r = fail(errmsg, errlen, r, "cannot add the session: %s", strerror(-r));
+        }
+        if (r >= 0) {
+                /* The same two keys and context give the same AES keys:
+                 * refuse them a second time, or GCM nonces would repeat. */
+                r = kms_store_session_binding_add(w->store, info.binding, sizeof(info.binding), req->role,
+                                                  (int64_t)(now / 1000));
+                if (r == -EEXIST)
+                        r = fail(errmsg, errlen, -EEXIST,
+                                 "key '%s' already had a session as %s with this peer and this context; the keys would "
+                                 "repeat: give a context never used before (for example a conversation id and a "
+                                 "counter, or random bytes sent to the peer)",
+                                 req->name, kms_session_role_to_string(req->role));
+                else if (r < 0)
+                        r = store_fail(r, req, errmsg, errlen);
+                /* Recorded only once the session exists (a refusal at the
+                 * cap leaves the context unused), and undone if not. */
+                if (r < 0)
+                        (void)kms_sessions_close(&d->sessions, id, req->caller.uid);
         }
         kms_session_crypto_free(crypto);
         OPENSSL_free(peer_spki);
@@ -1697,7 +1702,9 @@ static int parse_session_id(DBusMessageIter *it, struct kms_request *req, char *
 
 static int parse_seal_open(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
 {
+        bool seal = strcmp(dbus_message_get_member(req->msg), "Seal") == 0;
         DBusMessageIter it;
+        size_t plain;
         int r;
 
         dbus_message_iter_init(req->msg, &it);
@@ -1706,10 +1713,10 @@ static int parse_seal_open(struct kms_daemon *d, struct kms_request *req, char *
                 return r;
         parse_bytes(&it, &req->data, &req->data_len);
         req->payload_bytes = req->data_len;
-        r = check_data_size(d, req->data_len > KMS_ENVELOPE_OVERHEAD ? req->data_len - KMS_ENVELOPE_OVERHEAD : 0,
-                            "the message", errmsg, errlen);
-        if (r < 0)
-                return r;
+        plain = seal ? req->data_len : req->data_len > KMS_ENVELOPE_OVERHEAD ? req->data_len - KMS_ENVELOPE_OVERHEAD : 0;
+        if (plain > d->cfg.max_message_bytes)
+                return fail(errmsg, errlen, -EMSGSIZE, "the %s is %zu bytes, more than the limit of %llu (max_message_bytes)",
+                            seal ? "plaintext" : "envelope's plaintext", plain, (unsigned long long)d->cfg.max_message_bytes);
         return parse_options(&it, dbus_message_get_member(req->msg), option_aad, req, errmsg, errlen);
 }
 
@@ -1958,7 +1965,7 @@ static const struct kms_method methods[] = {
         { "OpenSession", "saysa{sv}", KMS_OP_SESSION, KMS_SCOPE_KEY, parse_open_session, run_open_session },
         { "Seal", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },
         { "OpenEnvelope", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },
-        { "CloseSession", "s", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_close_session, run_close_session },
+        { "CloseSession", "s", KMS_OP_SESSION, KMS_SCOPE_OWN_SESSION, parse_close_session, run_close_session },
         { "ListSessions", "a{sv}", KMS_OP_SESSION, KMS_SCOPE_FILTER, parse_list_sessions, run_list_sessions },
         { "GetStatus", "", KMS_OP_STATUS, KMS_SCOPE_GLOBAL, parse_none, run_status },
         { "GetPolicy", "", KMS_OP_ADMIN, KMS_SCOPE_GLOBAL, parse_none, run_get_policy },

@@ -44,6 +44,13 @@ DisableKey sa{sv} -
 EnableKey sa{sv} -
 CancelDestroy sa{sv} -
 SetKeyOptions sa{sv} a{sv}
+Derive saya{sv} ayu
+Decrypt saya{sv} ayu
+OpenSession saysa{sv} sa{sv}
+Seal saya{sv} ay
+OpenEnvelope saya{sv} ay
+CloseSession s -
+ListSessions a{sv} aa{sv}
 GetStatus - a{sv}
 GetPolicy - a{sv}aa{sv}
 CheckPolicy sss bs
@@ -53,7 +60,7 @@ EOF
 # Every method kmsd dispatches (its table in daemon/methods.c) is in the
 # introspection with the signature kmsd checks, and nothing else is.
 src=$(dirname "${BASH_SOURCE[0]}")/../../daemon/methods.c
-table=$(sed -n 's/^ *{ "\([A-Za-z]*\)", "\([^"]*\)", KMS_OP_[A-Z]*, KMS_SCOPE_\(KEY\|GLOBAL\|CREATE\|FILTER\).*/\1 \2/p' "$src" |
+table=$(sed -n 's/^ *{ "\([A-Za-z]*\)", "\([^"]*\)", KMS_OP_[A-Z]*, KMS_SCOPE_\(KEY\|GLOBAL\|CREATE\|FILTER\|SESSION\|OWN_SESSION\).*/\1 \2/p' "$src" |
         sed 's/ $//' | sort)
 listed=$(awk '$2 == "method" && $1 ~ /^\./ { print substr($1, 2), ($3 == "-" ? "" : $3) }' introspect.txt |
         grep -v -E '^(Introspect|Ping|GetMachineId|Get|GetAll|Set)( |$)' | sed 's/ $//' | sort)
