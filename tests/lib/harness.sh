@@ -425,12 +425,71 @@ kms_harness_start() {
         echo "harness: kmsd pid $KMS_KMSD_PID, dbus-daemon pid $KMS_DBUS_PID, folder $KMS_T"
 }
 
+# ---------------------------------------------------------------- peers
+
+# A second world beside the first, for tests between two kmsd instances:
+# kms_peer_start NAME builds $KMS_T/NAME with its own SoftHSMv2 token, its
+# own dbus-daemon and its own kmsd; kms_peer NAME CMD... runs CMD (kmsctl,
+# usually) against that instance. kms_harness_stop stops the peers too.
+declare -A KMS_PEER_T=() KMS_PEER_ADDR=() KMS_PEER_DBUS=() KMS_PEER_KMSD=()
+kms_peer_start() {
+        local name=$1 t=$KMS_T dbus=$KMS_DBUS_PID kmsd=$KMS_KMSD_PID addr=$KMSD_BUS_ADDRESS
+        KMS_T=$t/$name
+        mkdir -m 700 "$KMS_T" "$KMS_T/tokens" "$KMS_T/state"
+        kms__write_softhsm_conf
+        (
+                umask 077
+                kms_random_pin >"$KMS_T/so-pin"
+                kms_random_pin >"$KMS_T/pin"
+        )
+        SOFTHSM2_CONF=$KMS_T/softhsm2.conf softhsm2-util --init-token --free --label "$KMS_TOKEN_LABEL" \
+                --so-pin "$(cat "$KMS_T/so-pin")" --pin "$(cat "$KMS_T/pin")" >"$KMS_T/softhsm-init.log" 2>&1 ||
+                die "softhsm2-util --init-token for $name failed: $(cat "$KMS_T/softhsm-init.log")"
+        kms_write_config
+        kms__start_bus
+        KMS_PEER_DBUS[$name]=$KMS_DBUS_PID
+        kms_start_kmsd
+        KMS_PEER_KMSD[$name]=$KMS_KMSD_PID
+        KMS_PEER_ADDR[$name]=$KMSD_BUS_ADDRESS
+        KMS_PEER_T[$name]=$KMS_T
+        echo "harness: peer $name: kmsd pid $KMS_KMSD_PID, dbus-daemon pid $KMS_DBUS_PID, folder $KMS_T"
+        KMS_T=$t KMS_DBUS_PID=$dbus KMS_KMSD_PID=$kmsd
+        KMSD_BUS_ADDRESS=$addr
+        export KMSD_BUS_ADDRESS
+}
+
+kms_peer() {
+        local name=$1
+        shift
+        KMSD_BUS_ADDRESS=${KMS_PEER_ADDR[$name]:?no peer $name} "$@"
+}
+
+kms__stop_peers() {
+        local name
+        for name in "${!KMS_PEER_T[@]}"; do
+                if [[ -n "${KMS_PEER_KMSD[$name]}" ]]; then
+                        kms__stop_pid "${KMS_PEER_KMSD[$name]}" "kmsd ($name)" 20
+                        KMS_PEER_KMSD[$name]=""
+                        ((KMS_STOP_RC == 0)) || fail "kmsd ($name) exited with status $KMS_STOP_RC after SIGTERM"
+                fi
+                if [[ -n "${KMS_PEER_DBUS[$name]}" ]]; then
+                        kms__stop_pid "${KMS_PEER_DBUS[$name]}" "dbus-daemon ($name)" 10
+                        KMS_PEER_DBUS[$name]=""
+                fi
+                if grep -Eq "$KMS_SANITIZER_RE" "${KMS_PEER_T[$name]}/kmsd.log" 2>/dev/null; then
+                        fail "sanitizer report in the log of kmsd ($name)"
+                        grep -E -A 40 "$KMS_SANITIZER_RE" "${KMS_PEER_T[$name]}/kmsd.log" | head -n 200 >&2
+                fi
+        done
+}
+
 # Stops what kms_harness_start started, checks for sanitizer reports and
 # removes the folder. Safe to call twice.
 kms_harness_stop() {
         ((KMS_STOPPED == 0)) || return 0
         KMS_STOPPED=1
         [[ -n "$KMS_T" ]] || return 0
+        kms__stop_peers
         kms_stop_kmsd
         if [[ -n "$KMS_DBUS_PID" ]]; then
                 kms__stop_pid "$KMS_DBUS_PID" dbus-daemon 10
