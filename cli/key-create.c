@@ -1,4 +1,4 @@
-/* kmsctl key create NAME --algorithm ALG [--usage LIST] [--owner USER]
+/* kmsctl key create NAME --algorithm ALG [--usage LIST] [--owner USER] [--backend B]
  * [--rotate-every D] [--rotate-after-uses N] [--keep-versions N] [--json]:
  * CreateKey. */
 #include <errno.h>
@@ -18,6 +18,7 @@ struct create_args {
         unsigned usages;
         bool has_owner;
         uint32_t owner;
+        const char *backend;
         struct kmsctl_key_options settings;
         bool json;
 };
@@ -88,6 +89,13 @@ static int handle_option(int opt, const char *arg, void *userdata)
                 return 0;
         case 'u': a->usage_text = arg; return parse_usages(arg, &a->usages);
         case 'o': a->has_owner = true; return parse_owner(arg, &a->owner);
+        case 'b':
+                if (strcmp(arg, "pkcs11") != 0 && strcmp(arg, "tpm") != 0) {
+                        fprintf(stderr, "kmsctl: --backend '%s' is not pkcs11 or tpm\n", arg);
+                        return -EINVAL;
+                }
+                a->backend = arg;
+                return 0;
         case 'j': a->json = true; return 0;
         default: return -EINVAL;
         }
@@ -143,6 +151,7 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
                 {"algorithm", required_argument, NULL, 'a'},
                 {"usage", required_argument, NULL, 'u'},
                 {"owner", required_argument, NULL, 'o'},
+                {"backend", required_argument, NULL, 'b'},
                 {"json", no_argument, NULL, 'j'},
                 KMSCTL_KEY_OPTIONS,
                 {},
@@ -170,6 +179,7 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
         struct kmsctl_bus_option opts[2 + KMSCTL_KEY_N_OPTIONS] = {
                 {.key = "usages", .type = DBUS_TYPE_ARRAY, .set = a.usage_text, .strv = usages},
                 {.key = "owner", .type = DBUS_TYPE_UINT32, .set = a.has_owner, .u = a.owner},
+                {.key = "backend", .type = DBUS_TYPE_STRING, .set = a.backend, .s = a.backend},
         };
         kmsctl_key_options_to_bus(&a.settings, opts + 2);
         m = kmsctl_bus_new_call("CreateKey", &it);

@@ -14,12 +14,13 @@ static const struct kmsctl_command commands[] = {
         {
                 "key create",
                 kmsctl_key_create_main,
-                "NAME --algorithm ALG [--usage LIST] [--owner USER] [--rotate-every D]\n"
-                "                         [--rotate-after-uses N] [--keep-versions N] [--json]",
+                "NAME --algorithm ALG [--usage LIST] [--owner USER] [--backend B]\n"
+                "                         [--rotate-every D] [--rotate-after-uses N] [--keep-versions N] [--json]",
                 "Generate a key pair inside the token and record it",
                 "  --algorithm ALG        ec-p256, ec-p384, rsa-2048, rsa-3072 or rsa-4096\n"
                 "  --usage LIST           Comma-separated usages: sign, derive (EC), decrypt (RSA);\n"
                 "                         default: sign\n"
+                "  --backend B            pkcs11 (the token; default) or tpm (when kmsd has one)\n"
                 "  --owner UID|USER       Owner of the key (root only); default: the caller\n"
                 "  --rotate-every D       Rotate on this schedule: 90s, 5m, 12h, 30d, 1d12h\n"
                 "  --rotate-after-uses N  Rotate when the primary version has signed N times\n"

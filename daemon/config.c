@@ -119,8 +119,30 @@ static int handler(void *user, const char *section, const char *name, const char
                         return 0;
                 }
                 c->owner_rights = mask;
+        } else if (IS("tpm", "enable")) {
+                if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0)
+                        c->tpm_enable = true;
+                else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0)
+                        c->tpm_enable = false;
+                else {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "enable = '%s' is not yes or no", value);
+                        return 0;
+                }
+        } else if (IS("tpm", "tcti")) {
+                if (!*value) {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "tcti must not be empty (device:/dev/tpmrm0, swtpm:...)");
+                        return 0;
+                }
+                r = set_string(&c->tpm_tcti, value);
+        } else if (IS("tpm", "owner_auth_file")) {
+                if (*value)
+                        r = set_string(&c->tpm_owner_auth_file, value);
+                else {
+                        free(c->tpm_owner_auth_file);
+                        c->tpm_owner_auth_file = NULL;
+                }
         } else if (strcmp(section, "daemon") != 0 && strcmp(section, "limits") != 0 &&
-                   strcmp(section, "pkcs11") != 0 && strcmp(section, "policy") != 0) {
+                   strcmp(section, "pkcs11") != 0 && strcmp(section, "policy") != 0 && strcmp(section, "tpm") != 0) {
                 snprintf(ctx->msg, sizeof(ctx->msg), "unknown section [%s]", section);
                 return 0;
         } else {
@@ -149,8 +171,10 @@ int kms_config_init(struct kms_config *c)
         c->policy_dir = strdup("/etc/kmsd/policy.d");
         c->admin_group = strdup("kmsd-admin");
         c->owner_rights = KMS_OWNER_RIGHTS_DEFAULT;
+        c->tpm_tcti = strdup("device:/dev/tpmrm0");
         /* pin_file stays NULL: the systemd credential 'pin' then. */
-        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->policy_dir || !c->admin_group) {
+        if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->policy_dir || !c->admin_group ||
+            !c->tpm_tcti) {
                 kms_config_free(c);
                 return -ENOMEM;
         }
@@ -159,7 +183,7 @@ int kms_config_init(struct kms_config *c)
 
 static bool known_section(const char *name, size_t len)
 {
-        static const char *const sections[] = { "daemon", "limits", "pkcs11", "policy" };
+        static const char *const sections[] = { "daemon", "limits", "pkcs11", "policy", "tpm" };
 
         for (size_t i = 0; i < ELEMENTSOF(sections); i++)
                 if (strlen(sections[i]) == len && memcmp(sections[i], name, len) == 0)
@@ -240,5 +264,7 @@ void kms_config_free(struct kms_config *c)
         free(c->pin_file);
         free(c->policy_dir);
         free(c->admin_group);
+        free(c->tpm_tcti);
+        free(c->tpm_owner_auth_file);
         memset(c, 0, sizeof(*c));
 }

@@ -2,6 +2,7 @@
  * docs/configuration.md for the format. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@ struct kms_config {
         char *policy_dir;   /* "": no rule files */
         char *admin_group;  /* "": only root is admin */
         unsigned owner_rights; /* KMS_OP_BIT() mask */
+        bool tpm_enable;
+        char *tpm_tcti;            /* "device:/dev/tpmrm0" */
+        char *tpm_owner_auth_file; /* NULL: $CREDENTIALS_DIRECTORY/tpm-owner-auth if there, else empty auth */
 };
 
 #define KMS_DEFAULT_CONFIG_FILE "/etc/kmsd/kmsd.conf"

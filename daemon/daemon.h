@@ -65,6 +65,8 @@ struct kms_request {
         char note[KMS_MAX_REVOKE_NOTE + 1];
         bool no_replace;
         uint32_t expected_primary; /* internal rotation requests */
+        int backend; /* CreateKey: index in daemon->backends (option "backend") */
+        char backend_name[16];
 
         /* The policy the bus thread decided under (a reference); workers
          * use it to filter lists and to answer CheckPolicy. */
@@ -90,6 +92,8 @@ typedef int (*kms_method_run_t)(struct kms_worker *w, struct kms_request *req, D
                                 char *errmsg, size_t errlen);
 typedef int (*kms_method_parse_t)(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
 
+#define KMS_MAX_BACKENDS 2
+
 /* What the bus thread checks before a request reaches a worker. */
 enum kms_scope {
         KMS_SCOPE_KEY,    /* op on the key named in the request */
@@ -113,7 +117,8 @@ struct kms_method {
 /* Per-worker context: one backend session and one store connection. */
 struct kms_worker {
         struct kms_daemon *daemon;
-        struct kms_backend_worker *backend;
+        /* One context per backend, index as in daemon->backends. */
+        struct kms_backend_worker *backends[KMS_MAX_BACKENDS];
         struct kms_store *store;
         pthread_t thread;
         unsigned index;
@@ -159,7 +164,11 @@ struct kms_scheduler {
 struct kms_daemon {
         struct kms_config cfg;
         char *db_path;
-        struct kms_backend *backend;
+        /* The backends in use: [0] is the PKCS#11 token (the default for
+         * new keys), then the TPM when [tpm] enable = yes. A key names its
+         * backend (key.backend); kms_backend_index() finds it here. */
+        struct kms_backend *backends[KMS_MAX_BACKENDS];
+        unsigned n_backends;
         DBusConnection *conn;
         int wake_fd;
         int signal_fd;
@@ -179,6 +188,10 @@ struct kms_daemon {
         struct kms_policy *policy;
         struct kms_sessions sessions;
 };
+
+/* The index in d->backends of the backend named name ("pkcs11", "tpm"),
+ * or -1 if kmsd has no such backend configured. */
+int kms_backend_index(const struct kms_daemon *d, const char *name);
 
 /* access.c: the policy in force, and the decision on the bus thread. */
 int kms_access_init(struct kms_daemon *d, char *errbuf, size_t errlen);

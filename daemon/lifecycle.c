@@ -84,9 +84,12 @@ void kms_generation_end(struct kms_daemon *d)
 
 /* Mark first, destroy second: called with the metadata already saying
  * the version is gone. A failure is logged; start-up retries it. */
-static void destroy_object(struct kms_worker *w, const char *name, uint32_t version, const uint8_t *id)
+static void destroy_object(struct kms_worker *w, const struct kms_key_record *k, uint32_t version,
+                           const uint8_t *id)
 {
-        int r = w->daemon->backend->ops->destroy(w->backend, id);
+        const char *name = k->name;
+        int b = kms_backend_index(w->daemon, k->backend);
+        int r = b < 0 ? -ENODEV : w->daemon->backends[b]->ops->destroy(w->backends[b], id);
 
         if (r < 0)
                 log_error("key '%s' version %u: token objects not destroyed (%s); kmsd retries at start-up", name,
@@ -113,7 +116,7 @@ void kms_lifecycle_trim(struct kms_worker *w, const char *name)
                         continue;
                 if (kms_store_version_set_state(w->store, k->id, v->version, KMS_KEY_DESTROYED) < 0)
                         break;
-                destroy_object(w, k->name, v->version, v->backend_id);
+                destroy_object(w, k, v->version, v->backend_id);
                 log_info("key '%s': version %u trimmed (keep_versions %u)", k->name, v->version, k->keep_versions);
                 active--;
         }
@@ -124,11 +127,12 @@ out:
 int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expected_primary, uint32_t *ret_version,
                          char *errmsg, size_t errlen)
 {
-        const struct kms_backend_ops *ops = w->daemon->backend->ops;
+        const struct kms_backend_ops *ops;
+        struct kms_backend_worker *bw;
         struct kms_key_record *k = NULL;
         struct kms_key_version_record v = { 0 };
         char label[KMS_MAX_KEY_NAME + 32];
-        int r;
+        int r, b;
 
         r = kms_store_key_get(w->store, name, false, &k);
         if (r < 0)
@@ -152,13 +156,22 @@ int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expect
                 goto out;
         }
 
+        b = kms_backend_index(w->daemon, k->backend);
+        if (b < 0) {
+                r = kms_errorf(errmsg, errlen, KMS_E_BACKEND, "key '%s' is in the %s backend, which kmsd is not configured for",
+                               name, k->backend);
+                goto out;
+        }
+        ops = w->daemon->backends[b]->ops;
+        bw = w->backends[b];
+
         /* Token first, metadata second. */
         v.version = k->version_count + 1;
         snprintf(label, sizeof(label), KMS_LABEL_PREFIX "%s#%u", name, v.version);
         r = kms_generation_begin(w->daemon, errmsg, errlen);
         if (r < 0)
                 goto out;
-        r = ops->generate(w->backend, k->algorithm, k->usages, label, v.backend_id, &v.spki, &v.spki_len);
+        r = ops->generate(bw, k->algorithm, k->usages, label, v.backend_id, &v.spki, &v.spki_len);
         kms_generation_end(w->daemon);
         if (r < 0) {
                 r = kms_errorf(errmsg, errlen, r, "the token could not generate version %u of '%s': %s", v.version,
@@ -168,7 +181,7 @@ int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expect
         v.created = kms_now_unix();
         r = kms_store_version_add(w->store, k->id, &v);
         if (r < 0) {
-                int r2 = ops->destroy(w->backend, v.backend_id);
+                int r2 = ops->destroy(bw, v.backend_id);
                 if (r2 < 0)
                         log_error("key '%s': could not remove the new token object after a failed rotation: %s", name,
                                   strerror(-r2));
@@ -236,7 +249,7 @@ int kms_lifecycle_revoke(struct kms_worker *w, const struct kms_key_record *k, u
 
                 if ((version != 0 && v->version != version) || (v->state != KMS_KEY_ACTIVE && v->state != KMS_KEY_LOST))
                         continue;
-                destroy_object(w, k->name, v->version, v->backend_id);
+                destroy_object(w, k, v->version, v->backend_id);
                 log_notice("key '%s' version %u revoked (%s%s%s)", k->name, v->version, reason_s, note && *note ? ": " : "",
                            note ? note : "");
                 kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_REVOKED, DBUS_TYPE_STRING, &(const char *){ k->name },
@@ -280,7 +293,7 @@ int kms_lifecycle_destroy(struct kms_worker *w, const char *name, const char *by
         }
         for (size_t i = 0; i < k->n_versions; i++)
                 if (k->versions[i].state == KMS_KEY_ACTIVE || k->versions[i].state == KMS_KEY_LOST)
-                        destroy_object(w, name, k->versions[i].version, k->versions[i].backend_id);
+                        destroy_object(w, k, k->versions[i].version, k->versions[i].backend_id);
         kms_key_record_free(k);
         log_info("destroyed key '%s' (%s)", name, by);
         kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_DESTROYED, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
@@ -320,9 +333,9 @@ static void collect(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void 
         s->n++;
 }
 
-void kms_lifecycle_reconcile(struct kms_daemon *d)
+static void reconcile_one(struct kms_daemon *d, unsigned b)
 {
-        const struct kms_backend_ops *ops = d->backend->ops;
+        const struct kms_backend_ops *ops = d->backends[b]->ops;
         struct kms_backend_worker *bw = NULL;
         struct kms_store *store = NULL;
         struct kms_key_record *keys = NULL;
@@ -330,7 +343,7 @@ void kms_lifecycle_reconcile(struct kms_daemon *d)
         size_t n = 0, destroyed = 0, lost = 0, orphans = 0;
         int r;
 
-        if (kms_store_open(d->db_path, &store) < 0 || ops->worker_open(d->backend, &bw) < 0) {
+        if (kms_store_open(d->db_path, &store) < 0 || ops->worker_open(d->backends[b], &bw) < 0) {
                 log_error("reconciliation skipped: cannot open the store or a token session");
                 goto out;
         }
@@ -344,7 +357,7 @@ void kms_lifecycle_reconcile(struct kms_daemon *d)
         for (size_t i = 0; i < n; i++) {
                 struct kms_key_record *k = NULL;
 
-                if (kms_store_key_get(store, keys[i].name, true, &k) < 0)
+                if (strcmp(keys[i].backend, ops->name) != 0 || kms_store_key_get(store, keys[i].name, true, &k) < 0)
                         continue;
                 for (size_t j = 0; j < k->n_versions; j++) {
                         struct kms_key_version_record *v = &k->versions[j];
@@ -390,9 +403,9 @@ void kms_lifecycle_reconcile(struct kms_daemon *d)
                             r < 0 ? strerror(-r) : "destroyed");
                 orphans++;
         }
-        log_info("reconciliation: %zu key(s); %zu revoked/destroyed object set(s) removed, %zu version(s) lost, "
+        log_info("reconciliation (%s): %zu key(s); %zu revoked/destroyed object set(s) removed, %zu version(s) lost, "
                  "%zu orphan(s) removed",
-                 n, destroyed, lost, orphans);
+                 ops->name, n, destroyed, lost, orphans);
 out:
         free(seen.ids);
         free(seen.labels);
@@ -400,4 +413,18 @@ out:
         if (bw)
                 ops->worker_close(bw);
         kms_store_close(store);
+}
+
+void kms_lifecycle_reconcile(struct kms_daemon *d)
+{
+        for (unsigned b = 0; b < d->n_backends; b++)
+                reconcile_one(d, b);
+}
+
+int kms_backend_index(const struct kms_daemon *d, const char *name)
+{
+        for (unsigned b = 0; b < d->n_backends; b++)
+                if (strcmp(d->backends[b]->ops->name, name) == 0)
+                        return (int)b;
+        return -1;
 }

@@ -14,6 +14,9 @@
 
 #include "daemon.h"
 #include "kms-secure-heap.h"
+#ifdef KMS_HAVE_TPM
+#include "kms-tpm.h"
+#endif
 #include "kms-log.h"
 #include "kms-pkcs11.h"
 #include "lifecycle.h"
@@ -70,6 +73,8 @@ static void print_config(const struct kms_config *c)
                c->pin_file ? c->pin_file : "(systemd credential 'pin')");
         kms_operations_format(c->owner_rights, rights, sizeof(rights));
         printf("[policy]\ndir = %s\nadmin_group = %s\nowner_rights = %s\n", c->policy_dir, c->admin_group, rights);
+        printf("[tpm]\nenable = %s\ntcti = %s\nowner_auth_file = %s\n", c->tpm_enable ? "yes" : "no", c->tpm_tcti,
+               c->tpm_owner_auth_file ? c->tpm_owner_auth_file : "(systemd credential 'tpm-owner-auth', or empty)");
 }
 
 int main(int argc, char **argv)
@@ -88,6 +93,7 @@ int main(int argc, char **argv)
         };
         static struct kms_daemon daemon_state;
         bool sessions_ready = false;
+        char *tpm_cred = NULL;
         struct kms_daemon *d = &daemon_state;
         const char *config_file = KMS_DEFAULT_CONFIG_FILE, *bus = NULL, *log_target = NULL;
         _cleanup_(freep) char *cred_pin = NULL;
@@ -144,6 +150,15 @@ int main(int argc, char **argv)
                 d->cfg.log_level = log_level;
         if (log_target)
                 d->cfg.log_target = strcmp(log_target, "syslog") == 0 ? KMS_LOG_SYSLOG : KMS_LOG_STDERR;
+        if (!d->cfg.tpm_owner_auth_file) {
+                const char *creds = secure_getenv("CREDENTIALS_DIRECTORY");
+                if (creds && asprintf(&tpm_cred, "%s/tpm-owner-auth", creds) < 0)
+                        tpm_cred = NULL;
+                else if (tpm_cred && access(tpm_cred, F_OK) != 0) {
+                        free(tpm_cred);
+                        tpm_cred = NULL;
+                }
+        }
         if (!d->cfg.pin_file) {
                 const char *creds = secure_getenv("CREDENTIALS_DIRECTORY");
                 if (creds && asprintf(&cred_pin, "%s/pin", creds) > 0)
@@ -237,11 +252,31 @@ int main(int argc, char **argv)
                         .token_serial = d->cfg.token_serial,
                         .pin_file = d->cfg.pin_file,
                 };
-                r = kms_pkcs11_open(&pc, &d->backend, err, sizeof(err));
+                r = kms_pkcs11_open(&pc, &d->backends[0], err, sizeof(err));
                 if (r < 0) {
                         log_error("%s", err);
                         goto out;
                 }
+                d->n_backends = 1;
+        }
+        if (d->cfg.tpm_enable) {
+#ifdef KMS_HAVE_TPM
+                struct kms_tpm_config tc = {
+                        .tcti = d->cfg.tpm_tcti,
+                        .owner_auth_file = d->cfg.tpm_owner_auth_file ? d->cfg.tpm_owner_auth_file : tpm_cred,
+                        .db_path = d->db_path,
+                };
+                r = kms_tpm_open(&tc, &d->backends[d->n_backends], err, sizeof(err));
+                if (r < 0) {
+                        log_error("TPM (%s): %s", d->cfg.tpm_tcti, err);
+                        goto out;
+                }
+                d->n_backends++;
+                log_info("TPM backend on %s", d->cfg.tpm_tcti);
+#else
+                log_error("[tpm] enable = yes, but this kmsd was built without TPM support (libtss2-dev)");
+                goto out;
+#endif
         }
         /* Before any request: finish what a crash interrupted. */
         kms_lifecycle_reconcile(d);
@@ -280,8 +315,9 @@ int main(int argc, char **argv)
         ret = r < 0 ? 1 : 0;
         log_info("kmsd stopped");
 out:
-        if (d->backend)
-                d->backend->ops->free(d->backend);
+        for (unsigned b = 0; b < KMS_MAX_BACKENDS; b++)
+                if (d->backends[b])
+                        d->backends[b]->ops->free(d->backends[b]);
         kms_caller_cache_free(d);
         if (sessions_ready)
                 kms_sessions_free(&d->sessions);
@@ -291,6 +327,7 @@ out:
         kms_key_cache_free(&d->key_cache);
         free(d->db_path);
         kms_config_free(&d->cfg);
+        free(tpm_cred);
         if (d->signal_fd > 0)
                 close(d->signal_fd);
         if (d->wake_fd > 0)

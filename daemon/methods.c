@@ -284,6 +284,18 @@ static int option_create(struct kms_request *req, const char *key, DBusMessageIt
         r = option_settings(req, key, var, errmsg, errlen);
         if (r != -ENOENT)
                 return r;
+        if (strcmp(key, "backend") == 0) {
+                const char *b;
+
+                r = expect_type(var, DBUS_TYPE_STRING, "s", key, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                dbus_message_iter_get_basic(var, &b);
+                if (strcmp(b, "pkcs11") != 0 && strcmp(b, "tpm") != 0)
+                        return fail(errmsg, errlen, -EINVAL, "unknown backend '%.32s' (pkcs11, tpm)", b);
+                snprintf(req->backend_name, sizeof(req->backend_name), "%s", b);
+                return 0;
+        }
         if (strcmp(key, "owner") == 0) {
                 dbus_uint32_t v;
 
@@ -345,6 +357,11 @@ static int parse_create(struct kms_daemon *d, struct kms_request *req, char *err
         r = parse_options(&it, "CreateKey", option_create, req, errmsg, errlen);
         if (r < 0)
                 return r;
+        req->backend = req->backend_name[0] ? kms_backend_index(d, req->backend_name) : 0;
+        if (req->backend < 0)
+                return fail(errmsg, errlen, -EINVAL,
+                            "backend '%s' is not enabled in this kmsd (kmsd.conf: [%s] enable = yes)", req->backend_name,
+                            req->backend_name);
         if (req->usages & ~kms_algorithm_usages(req->algorithm)) {
                 unsigned bad = req->usages & ~kms_algorithm_usages(req->algorithm);
                 return fail(errmsg, errlen, -EINVAL, "usage '%s' is not possible with %s keys",
@@ -698,7 +715,8 @@ static int check_usable(const struct kms_key_record *k, char *errmsg, size_t err
 static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
         struct kms_daemon *d = w->daemon;
-        const struct kms_backend_ops *ops = d->backend->ops;
+        const struct kms_backend_ops *ops = d->backends[req->backend]->ops;
+        struct kms_backend_worker *bw = w->backends[req->backend];
         struct kms_key_record key = { 0 }, *stored = NULL;
         struct kms_key_version_record v1 = { .version = 1 };
         char label[KMS_MAX_KEY_NAME + 32];
@@ -746,7 +764,7 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         r = kms_generation_begin(d, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = ops->generate(w->backend, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
+        r = ops->generate(bw, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
         kms_generation_end(d);
         if (r < 0)
                 return fail(errmsg, errlen, r, "the token could not generate the %s key: %s",
@@ -763,7 +781,7 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         key.keep_versions = req->keep_versions;
         r = kms_store_key_insert(w->store, &key, &v1);
         if (r < 0) {
-                int r2 = ops->destroy(w->backend, v1.backend_id);
+                int r2 = ops->destroy(bw, v1.backend_id);
                 if (r2 < 0)
                         log_error("key '%s': could not remove the new token object after a failed create: %s",
                                   req->name, strerror(-r2));
@@ -885,10 +903,26 @@ static int resolve_scheme(const struct kms_request *req, const struct kms_key_re
         return 0;
 }
 
+/* The backend a key lives in, for this worker. */
+static int key_backend(struct kms_worker *w, const struct kms_key_record *k, const struct kms_backend_ops **ret_ops,
+                       struct kms_backend_worker **ret_bw, char *errmsg, size_t errlen)
+{
+        int b = kms_backend_index(w->daemon, k->backend);
+
+        if (b < 0)
+                return fail(errmsg, errlen, KMS_E_BACKEND,
+                            "key '%s' is in the %s backend, which this kmsd is not configured for", k->name, k->backend);
+        *ret_ops = w->daemon->backends[b]->ops;
+        *ret_bw = w->backends[b];
+        return 0;
+}
+
 static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
         struct kms_daemon *d = w->daemon;
         bool prehashed = strcmp(req->method->member, "SignDigest") == 0;
+        const struct kms_backend_ops *ops = NULL;
+        struct kms_backend_worker *bw = NULL;
         struct kms_key_record k;
         struct kms_key_version_record v;
         enum kms_hash h;
@@ -918,8 +952,10 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         } else if (kms_hash_compute(h, req->data, req->data_len, digest) < 0)
                 return fail(errmsg, errlen, -ENOMEM, "cannot hash the data");
 
-        r = d->backend->ops->sign(w->backend, v.backend_id, k.algorithm, h, pad, digest, kms_hash_length(h), sig,
-                                  &sig_len);
+        r = key_backend(w, &k, &ops, &bw, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = ops->sign(bw, v.backend_id, k.algorithm, h, pad, digest, kms_hash_length(h), sig, &sig_len);
         if (r < 0)
                 return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
                             "the token could not sign with key '%s' version %u: %s", req->name, v.version,
@@ -1254,19 +1290,35 @@ static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage
         r = kms_store_key_count(w->store, false, &count);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        (void)d->backend->ops->info(d->backend, &info);
+        (void)d->backends[0]->ops->info(d->backends[0], &info);
         r = new_reply(req, ret, &it);
         if (r >= 0 &&
             !(dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &dict) &&
-              dict_add_str(&dict, "version", KMS_VERSION) && dict_add_str(&dict, "backend", d->backend->ops->name) &&
+              dict_add_str(&dict, "version", KMS_VERSION) && dict_add_str(&dict, "backend", d->backends[0]->ops->name) &&
               dict_add_str(&dict, "token_label", info.label) && dict_add_str(&dict, "token_serial", info.serial) &&
               dict_add_str(&dict, "token_manufacturer", info.manufacturer) &&
               dict_add_str(&dict, "token_model", info.model) && dict_add_u32(&dict, "keys", (uint32_t)count) &&
               dict_add_u64(&dict, "uptime", (kms_now_mono_ms() - d->started_ms) / 1000u) &&
               dict_add_u32(&dict, "workers", d->pool.n_workers) &&
               dict_add_u32(&dict, "max_message_bytes", (uint32_t)d->cfg.max_message_bytes) &&
-              dict_add_u32(&dict, "pending", kms_pool_pending(&d->pool)) &&
-              dbus_message_iter_close_container(&it, &dict)))
+              dict_add_u32(&dict, "pending", kms_pool_pending(&d->pool))))
+                r = -ENOMEM;
+        /* The other backends (the TPM), each as <name>_<field>. */
+        for (unsigned b = 1; r >= 0 && b < d->n_backends; b++) {
+                struct kms_backend_info bi = { 0 };
+                const char *name = d->backends[b]->ops->name;
+                char k1[48], k2[48], k3[48], k4[48];
+
+                (void)d->backends[b]->ops->info(d->backends[b], &bi);
+                snprintf(k1, sizeof(k1), "%s_label", name);
+                snprintf(k2, sizeof(k2), "%s_manufacturer", name);
+                snprintf(k3, sizeof(k3), "%s_model", name);
+                snprintf(k4, sizeof(k4), "%s_serial", name);
+                if (!(dict_add_str(&dict, k1, bi.label) && dict_add_str(&dict, k2, bi.manufacturer) &&
+                      dict_add_str(&dict, k3, bi.model) && dict_add_str(&dict, k4, bi.serial)))
+                        r = -ENOMEM;
+        }
+        if (r >= 0 && !dbus_message_iter_close_container(&it, &dict))
                 r = -ENOMEM;
         return r;
 }
@@ -1415,8 +1467,13 @@ static int backend_derive(struct kms_worker *w, struct kms_request *req, const s
                           const struct kms_key_version_record *v, const uint8_t *point, size_t point_len,
                           uint8_t z[KMS_MAX_ECDH_SECRET_BYTES], size_t *z_len, char *errmsg, size_t errlen)
 {
-        int r = w->daemon->backend->ops->derive(w->backend, v->backend_id, k->algorithm, point, point_len, z, z_len);
+        const struct kms_backend_ops *ops = NULL;
+        struct kms_backend_worker *bw = NULL;
+        int r = key_backend(w, k, &ops, &bw, errmsg, errlen);
 
+        if (r < 0)
+                return r;
+        r = ops->derive(bw, v->backend_id, k->algorithm, point, point_len, z, z_len);
         if (r < 0)
                 return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
                             "the token could not derive with key '%s' version %u: %s", req->name, v->version,
@@ -1495,6 +1552,8 @@ static int parse_decrypt(struct kms_daemon *d, struct kms_request *req, char *er
 
 static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
+        const struct kms_backend_ops *ops = NULL;
+        struct kms_backend_worker *bw = NULL;
         struct kms_key_record k;
         struct kms_key_version_record v;
         uint8_t *out = NULL;
@@ -1515,9 +1574,10 @@ static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessag
                          req->name, kms_algorithm_to_string(k.algorithm), kms_algorithm_size(k.algorithm));
         if (r >= 0 && !(out = OPENSSL_secure_malloc(KMS_MAX_RSA_BYTES)))
                 r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+        if (r >= 0)
+                r = key_backend(w, &k, &ops, &bw, errmsg, errlen);
         if (r >= 0) {
-                r = w->daemon->backend->ops->decrypt(w->backend, v.backend_id, k.algorithm, req->data, req->data_len,
-                                                     out, &out_len);
+                r = ops->decrypt(bw, v.backend_id, k.algorithm, req->data, req->data_len, out, &out_len);
                 if (r == -EBADMSG)
                         r = fail(errmsg, errlen, KMS_E_INTEGRITY,
                                  "the ciphertext does not decrypt with key '%s' version %u (RSA-OAEP, SHA-256)", req->name,

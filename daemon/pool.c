@@ -111,6 +111,15 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
+static void worker_close_backends(struct kms_daemon *d, struct kms_worker *w)
+{
+        for (unsigned b = 0; b < d->n_backends; b++)
+                if (w->backends[b]) {
+                        d->backends[b]->ops->worker_close(w->backends[b]);
+                        w->backends[b] = NULL;
+                }
+}
+
 int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
 {
         struct kms_pool *p = &d->pool;
@@ -129,10 +138,13 @@ int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
 
                 w->daemon = d;
                 w->index = i;
-                r = d->backend->ops->worker_open(d->backend, &w->backend);
-                if (r < 0) {
-                        log_error("cannot open a token session for worker %u: %s", i, strerror(-r));
-                        goto fail;
+                for (unsigned b = 0; b < d->n_backends; b++) {
+                        r = d->backends[b]->ops->worker_open(d->backends[b], &w->backends[b]);
+                        if (r < 0) {
+                                log_error("cannot open a %s session for worker %u: %s", d->backends[b]->ops->name, i,
+                                          strerror(-r));
+                                goto fail;
+                        }
                 }
                 r = kms_store_open(d->db_path, &w->store);
                 if (r < 0) {
@@ -151,9 +163,8 @@ int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
 
                         p->n_workers = i;
                         for (unsigned j = i; j < opened; j++) {
-                                d->backend->ops->worker_close(p->workers[j].backend);
+                                worker_close_backends(d, &p->workers[j]);
                                 kms_store_close(p->workers[j].store);
-                                p->workers[j].backend = NULL;
                                 p->workers[j].store = NULL;
                         }
                         kms_pool_stop(p);
@@ -163,8 +174,7 @@ int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
         return 0;
 fail:
         for (unsigned i = 0; i < n_workers; i++) {
-                if (p->workers[i].backend)
-                        d->backend->ops->worker_close(p->workers[i].backend);
+                worker_close_backends(d, &p->workers[i]);
                 kms_store_close(p->workers[i].store);
         }
         free(p->workers);
@@ -234,7 +244,7 @@ void kms_pool_stop(struct kms_pool *p)
         if (p->n_workers > 0)
                 kms_usage_maybe_flush(&d->usage, p->workers[0].store, true);
         for (unsigned i = 0; i < p->n_workers; i++) {
-                d->backend->ops->worker_close(p->workers[i].backend);
+                worker_close_backends(d, &p->workers[i]);
                 kms_store_close(p->workers[i].store);
         }
         free(p->workers);
