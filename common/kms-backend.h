@@ -29,6 +29,12 @@ struct kms_backend_info {
         char serial[32];
         char manufacturer[64];
         char model[32];
+        /* Added with the TPM backend; zero (and empty) for PKCS#11. */
+        char firmware[32];         /* TPM_PT_FIRMWARE_VERSION_1/2 */
+        unsigned transient_free;   /* transient object slots free now (TPM_PT_HR_TRANSIENT_AVAIL) */
+        unsigned transient_max;    /* slots the TPM guarantees (TPM_PT_HR_TRANSIENT_MIN) */
+        bool unavailable;          /* the device cannot be reached now; keys on it fail with KMS_E_BACKEND */
+        char unavailable_why[128]; /* why, for status */
 };
 
 struct kms_backend_ops {
