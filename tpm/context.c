@@ -241,6 +241,10 @@ int kms_tpm_transient_avail(struct kms_tpm *t, unsigned *ret)
         return r;
 }
 
+/* TPM2_TRANSIENT_FIRST, without the header's shift of a promoted UINT8
+ * into the sign bit of an int (UBSan stops on it). */
+#define KMS_TPM_TRANSIENT_FIRST ((TPM2_HANDLE)0x80000000u)
+
 /* The transient object handles in the TPM (at most TPM2_MAX_CAP_HANDLES). */
 static int transient_handles(struct kms_tpm *t, TPML_HANDLE *ret)
 {
@@ -249,7 +253,7 @@ static int transient_handles(struct kms_tpm *t, TPML_HANDLE *ret)
         TSS2_RC rc;
 
         rc = Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                                TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &cap);
+                                KMS_TPM_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &cap);
         if (rc != TSS2_RC_SUCCESS)
                 return kms_tpm_rc_to_errno(t, rc, "Esys_GetCapability(HANDLES)");
         *ret = cap->data.handles;
