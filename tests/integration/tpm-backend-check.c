@@ -17,9 +17,11 @@
  *              rsa-dec.id/rsa-dec.pem (an rsa-2048 decrypt key), and
  *              signatures for `openssl dgst -verify` (data.bin, *.sig,
  *              *.pem)
- *   reopen     a new process (after swtpm restarted too): the kept keys
- *              work from their blobs; decrypts DIR/oaep.bin (openssl
+ *   reopen     a new process (after swtpm restarted too): what an earlier
+ *              process left loaded is flushed, the kept keys work from
+ *              their blobs; decrypts DIR/oaep.bin (openssl
  *              pkeyutl's) and compares it with DIR/plain.bin
+ *   crash      loads a kept key and exits without closing the backend
  *   reconnect  the TPM goes away and comes back under an open backend:
  *              writes DIR/stepN and waits for DIR/goN from the script;
  *              then destroys the kept keys
@@ -877,6 +879,26 @@ static int kept_key(struct key *k)
         return r;
 }
 
+/* Load the kept key and exit without closing the backend, as a killed
+ * kmsd would: the SRK and the key stay loaded in swtpm (no resource
+ * manager), for the next open to flush. */
+static int mode_crash(struct ctx *c)
+{
+        static const uint8_t data[] = "about to crash\n";
+        struct key k;
+        int r;
+
+        if (kept_key(&k) < 0)
+                return 1;
+        r = sign_verify(c, c->w, &k, KMS_HASH_SHA256, KMS_PAD_NONE, data, sizeof(data) - 1, NULL, NULL);
+        check(r == 1, "the kept key signs (%s)", err_name(r < 0 ? r : 0));
+        check(transient_count(c) == 2, "the SRK and the kept key are loaded");
+        key_free(&k);
+        printf("tpm-backend-check crash: %u passed, %u failed; exiting without closing the backend\n", passed, failed);
+        fflush(stdout);
+        _exit(failed == 0 ? 0 : 1);
+}
+
 static int mode_reopen(struct ctx *c)
 {
         static const uint8_t data[] = "signed after a restart of the backend and of the TPM\n";
@@ -889,6 +911,7 @@ static int mode_reopen(struct ctx *c)
 
         if (kept_key(&k) < 0)
                 return 1;
+        check(transient_count(c) == 1, "after open only the SRK is loaded (what an earlier process left was flushed)");
         check(c->ops->exists(c->w, k.id) == 1, "exists: the kept key is in the new process's backend");
         check(c->ops->enumerate(c->w, LABEL_PREFIX, count_cb, &n) == 0 && n == 2,
               "enumerate lists the two kept keys (%u)", n);
@@ -977,7 +1000,7 @@ int main(int argc, char **argv)
         int r, rc = 1;
 
         if (argc != 5 && argc != 6) {
-                fprintf(stderr, "usage: tpm-backend-check create|reopen|reconnect|offline|bad-auth TCTI DB DIR "
+                fprintf(stderr, "usage: tpm-backend-check create|crash|reopen|reconnect|offline|bad-auth TCTI DB DIR "
                                 "[OWNER_AUTH_FILE]\n");
                 return 2;
         }
@@ -1027,6 +1050,8 @@ int main(int argc, char **argv)
                 (void)mode_create(&c);
         else if (strcmp(mode, "reopen") == 0)
                 (void)mode_reopen(&c);
+        else if (strcmp(mode, "crash") == 0)
+                (void)mode_crash(&c);
         else if (strcmp(mode, "reconnect") == 0)
                 (void)mode_reconnect(&c);
         else

@@ -14,6 +14,8 @@
 #     handles itself while it runs thousands of operations over more keys
 #     than slots)
 #   - a destroyed key's private blob is in neither the database nor its WAL
+#   - what a crashed process left loaded in the TPM is flushed by the next
+#     open
 #   - after a swtpm restart (same state) a new process signs with a key
 #     made before and decrypts what `openssl pkeyutl` encrypted with
 #     RSA-OAEP-SHA-256 (blobs reloaded under the recreated SRK)
@@ -161,6 +163,15 @@ head -c 48 /dev/urandom >plain.bin
 check "openssl pkeyutl RSA-OAEP-SHA-256 encryption to the TPM key" \
         openssl pkeyutl -encrypt -pubin -inkey rsa-dec.pem -pkeyopt rsa_padding_mode:oaep \
         -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in plain.bin -out oaep.bin
+
+# A process that dies with keys loaded (swtpm has no resource manager, so
+# they stay): the next open must flush them.
+check_program "tpm-backend-check crash (exits with the SRK and a key loaded)" crash "$KMS_SWTPM_TCTI" "$DB" \
+        "$KMS_T" "$KMS_T/owner-auth"
+expect_eq "transient objects a crashed process left in the TPM" 2 "$(transient_handles)"
+check_program "tpm-backend-check reopen (new process after the crash)" reopen "$KMS_SWTPM_TCTI" "$DB" "$KMS_T" \
+        "$KMS_T/owner-auth"
+expect_eq "transient objects left after the next process closed the backend" 0 "$(transient_handles)"
 
 kms_swtpm_stop
 kms_swtpm_start "$KMS_T/swtpm"
