@@ -118,6 +118,10 @@ int kmsctl_session_seal_main(const struct kmsctl_command *cmd, int argc, char **
 int kmsctl_session_open_envelope_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_session_close_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_session_list_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_audit_export_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_audit_verify_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_audit_pubkey_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_audit_tail_main(const struct kmsctl_command *cmd, int argc, char **argv);
 
 /* Print "out of memory"; returns KMS_EXIT_FAILURE. */
 int kmsctl_log_oom(void);

@@ -265,6 +265,43 @@ static const struct kmsctl_command commands[] = {
                 NULL,
         },
         {
+                "audit export",
+                kmsctl_audit_export_main,
+                "--out FILE|- [--since TIME] [--until TIME] [--key NAME] [--format jsonl|csv]",
+                "Export the audit log up to a checkpoint made for it (admins, or the audit operation)",
+                "  --out FILE|-           Where the export goes (mode 0600; written whole or not at all)\n"
+                "  --since TIME           Start at the first record at or after TIME\n"
+                "  --until TIME           Records after TIME become stubs (seq and hash only)\n"
+                "  --key NAME             Records about other keys become stubs\n"
+                "  --format F             jsonl (default; what audit verify reads) or csv\n"
+                "                         TIME: 2026-11-26T01:02:03Z (optionally .mmm), 2026-11-26 (UTC)\n"
+                "                         or Unix seconds\n",
+        },
+        {
+                "audit verify",
+                kmsctl_audit_verify_main,
+                "FILE|- [--pubkey PEM]...",
+                "Check an export offline: hash chain, checkpoint signatures; exit 0 intact, 1 broken",
+                "  --pubkey PEM           An audit public key (kmsctl audit pubkey --all); a file may\n"
+                "                         hold several. Without it only the chain is checked\n",
+        },
+        {
+                "audit pubkey",
+                kmsctl_audit_pubkey_main,
+                "[--all] [--out FILE]",
+                "Print the audit public key (PEM) that verifies the checkpoints",
+                "  --all                  Every audit key kmsd has had, oldest first\n"
+                "  --out FILE             Write to FILE (mode 0644) instead of standard output\n",
+        },
+        {
+                "audit tail",
+                kmsctl_audit_tail_main,
+                "[-f] [-n N]",
+                "Print the newest audit records, one line each; -f follows new ones",
+                "  -f, --follow           Ask kmsd for new records every second until interrupted\n"
+                "  -n, --lines N          How many records to print first, 0 to 5000; default: 10\n",
+        },
+        {
                 "monitor",
                 kmsctl_monitor_main,
                 "[--json] [--count N]",
