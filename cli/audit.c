@@ -14,6 +14,12 @@
 #include "kms-bus.h"
 #include "kms-util.h"
 
+/* kms-bus.h names this error too once kmsd's side of the audit log is
+ * in; spelled out here so that kmsctl builds either way. */
+#ifndef KMS_ERROR_AUDIT_FAILURE
+#define KMS_ERROR_AUDIT_FAILURE KMS_ERROR_PREFIX "AuditFailure"
+#endif
+
 const char *const kmsctl_audit_hints[] = {
         KMS_ERROR_ACCESS_DENIED,
         "the audit commands need the 'audit' operation: an admin, or a policy rule granting audit.",
