@@ -60,6 +60,7 @@ int kms_tpm_rc_to_errno(struct kms_tpm *t, TSS2_RC rc, const char *what)
         }
         switch (kms_tpm_rc_base(rc)) {
         case TPM2_RC_INITIALIZE: /* the TPM was restarted: our objects are gone */
+        case TPM2_RC_REFERENCE_S0:
         case TPM2_RC_REFERENCE_H0:
         case TPM2_RC_HANDLE: t->broken = true; return KMS_E_BACKEND;
         case TPM2_RC_OBJECT_MEMORY:
@@ -241,22 +242,32 @@ int kms_tpm_transient_avail(struct kms_tpm *t, unsigned *ret)
         return r;
 }
 
-/* TPM2_TRANSIENT_FIRST, without the header's shift of a promoted UINT8
- * into the sign bit of an int (UBSan stops on it). */
+/* TPM2_TRANSIENT_FIRST and TPM2_LOADED_SESSION_FIRST, without the
+ * header's shift of a promoted UINT8 into the sign bit of an int (UBSan
+ * stops on it). */
 #define KMS_TPM_TRANSIENT_FIRST ((TPM2_HANDLE)0x80000000u)
+#define KMS_TPM_LOADED_SESSION_FIRST ((TPM2_HANDLE)0x02000000u)
 
-/* The transient object handles in the TPM (at most TPM2_MAX_CAP_HANDLES). */
-static int transient_handles(struct kms_tpm *t, TPML_HANDLE *ret)
+/* The handles in the TPM from first on, of first's type (at most
+ * TPM2_MAX_CAP_HANDLES). */
+static int handles(struct kms_tpm *t, TPM2_HANDLE first, TPML_HANDLE *ret)
 {
         TPMS_CAPABILITY_DATA *cap = NULL;
         TPMI_YES_NO more = TPM2_NO;
         TSS2_RC rc;
 
-        rc = Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
-                                KMS_TPM_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, &cap);
+        rc = Esys_GetCapability(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, first,
+                                TPM2_MAX_CAP_HANDLES, &more, &cap);
         if (rc != TSS2_RC_SUCCESS)
                 return kms_tpm_rc_to_errno(t, rc, "Esys_GetCapability(HANDLES)");
-        *ret = cap->data.handles;
+        ret->count = 0;
+        for (UINT32 i = 0; i < cap->data.handles.count && i < TPM2_MAX_CAP_HANDLES; i++) {
+                TPM2_HANDLE h = cap->data.handles.handle[i], type = h >> 24;
+
+                /* Loaded sessions are HMAC (0x02) and policy (0x03) ones. */
+                if (type == first >> 24 || (first == KMS_TPM_LOADED_SESSION_FIRST && type == 0x03))
+                        ret->handle[ret->count++] = h;
+        }
         Esys_Free(cap);
         return 0;
 }
@@ -264,7 +275,7 @@ static int transient_handles(struct kms_tpm *t, TPML_HANDLE *ret)
 int kms_tpm_transient_count(struct kms_tpm *t, unsigned *ret)
 {
         TPML_HANDLE h;
-        int r = transient_handles(t, &h);
+        int r = handles(t, KMS_TPM_TRANSIENT_FIRST, &h);
 
         if (r == 0)
                 *ret = h.count;
@@ -411,27 +422,62 @@ static int create_srk(struct kms_tpm *t, char *errbuf, size_t errlen)
 
 /* ---------------------------------------------------------------- connection */
 
-/* Flush transient objects a previous process left: a TPM without a
- * resource manager (swtpm, /dev/tpm0) keeps them after its client is
- * gone, and kmsd expects the TPM, or its space in the kernel's resource
- * manager (where this finds nothing), to itself. */
+/* The encrypting session (see struct kms_tpm): HMAC, salted by the SRK so
+ * only this TPM learns the session key, AES-128-CFB for the first
+ * response parameter, kept across calls. A TPM that cannot start one
+ * leaves t->session at ESYS_TR_NONE (logged). */
+static void start_session(struct kms_tpm *t)
+{
+        TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_AES, .keyBits.aes = 128, .mode.aes = TPM2_ALG_CFB};
+        TSS2_RC rc;
+
+        t->session = ESYS_TR_NONE;
+        rc = Esys_StartAuthSession(t->esys, t->srk, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                   TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &t->session);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_TRSess_SetAttributes(t->esys, t->session, TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT,
+                                               0xff);
+        if (rc != TSS2_RC_SUCCESS) {
+                (void)kms_tpm_rc_to_errno(t, rc, "Esys_StartAuthSession (ECDH and RSA results go unencrypted)");
+                if (t->session != ESYS_TR_NONE)
+                        (void)Esys_FlushContext(t->esys, t->session);
+                t->session = ESYS_TR_NONE;
+                t->broken = false;
+        }
+}
+
+ESYS_TR kms_tpm_secret_session(struct kms_tpm *t)
+{
+        return t->session != ESYS_TR_NONE ? t->session : ESYS_TR_PASSWORD;
+}
+
+/* Flush transient objects and loaded sessions a previous process left:
+ * a TPM without a resource manager (swtpm, /dev/tpm0) keeps them after
+ * its client is gone, and kmsd expects the TPM, or its space in the
+ * kernel's resource manager (where this finds nothing), to itself. */
 static void flush_leftovers(struct kms_tpm *t)
 {
-        TPML_HANDLE h;
+        static const TPM2_HANDLE kinds[] = {KMS_TPM_TRANSIENT_FIRST, KMS_TPM_LOADED_SESSION_FIRST};
 
-        if (transient_handles(t, &h) < 0)
-                return;
-        for (UINT32 i = 0; i < h.count && i < TPM2_MAX_CAP_HANDLES; i++) {
-                ESYS_TR tr = ESYS_TR_NONE;
-                TSS2_RC rc = Esys_TR_FromTPMPublic(t->esys, h.handle[i], ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr);
+        for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
+                TPML_HANDLE h;
 
-                if (rc == TSS2_RC_SUCCESS)
-                        rc = Esys_FlushContext(t->esys, tr);
-                if (rc != TSS2_RC_SUCCESS)
-                        (void)kms_tpm_rc_to_errno(t, rc, "flushing a transient object left in the TPM");
-                else
-                        log_debug("tpm: flushed transient object 0x%08x left by an earlier client",
-                                  (unsigned)h.handle[i]);
+                if (handles(t, kinds[k], &h) < 0)
+                        return;
+                for (UINT32 i = 0; i < h.count; i++) {
+                        ESYS_TR tr = ESYS_TR_NONE;
+                        TSS2_RC rc = Esys_TR_FromTPMPublic(t->esys, h.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
+                                                           ESYS_TR_NONE, &tr);
+
+                        if (rc == TSS2_RC_SUCCESS)
+                                rc = Esys_FlushContext(t->esys, tr);
+                        if (rc != TSS2_RC_SUCCESS) {
+                                (void)kms_tpm_rc_to_errno(t, rc, "flushing what an earlier client left in the TPM");
+                                if (tr != ESYS_TR_NONE)
+                                        (void)Esys_TR_Close(t->esys, &tr);
+                        } else
+                                log_debug("tpm: flushed 0x%08x, left by an earlier client", (unsigned)h.handle[i]);
+                }
         }
 }
 
@@ -445,6 +491,7 @@ static void drop_contexts(struct kms_tpm *t)
         t->esys = NULL;
         t->tcti_ctx = NULL;
         t->srk = ESYS_TR_NONE;
+        t->session = ESYS_TR_NONE;
         t->connected = false;
 }
 
@@ -453,6 +500,13 @@ void kms_tpm_disconnect(struct kms_tpm *t)
         bool alive = t->connected && !t->broken;
 
         kms_tpm_lru_clear(t, alive);
+        if (alive && t->session != ESYS_TR_NONE) {
+                TSS2_RC rc = Esys_FlushContext(t->esys, t->session);
+
+                if (rc != TSS2_RC_SUCCESS)
+                        (void)kms_tpm_rc_to_errno(t, rc, "Esys_FlushContext(session)");
+        }
+        alive = alive && !t->broken;
         if (alive && t->srk != ESYS_TR_NONE) {
                 TSS2_RC rc = Esys_FlushContext(t->esys, t->srk);
 
@@ -527,6 +581,7 @@ static int connect_tpm(struct kms_tpm *t, char *errbuf, size_t errlen)
                         r = -ENODEV;
                 goto fail;
         }
+        start_session(t);
         describe(t);
         t->connected = true;
         t->last_error[0] = '\0';
@@ -594,6 +649,7 @@ int kms_tpm_open(const struct kms_tpm_config *cfg, struct kms_backend **ret, cha
                 return -ENOMEM;
         t->base.ops = &kms_tpm_ops;
         t->srk = ESYS_TR_NONE;
+        t->session = ESYS_TR_NONE;
         pthread_mutex_init(&t->lock, NULL);
         pthread_mutex_init(&t->db_lock, NULL);
         t->tcti = strdup(cfg->tcti);

@@ -456,7 +456,7 @@ static int call_derive(struct kms_tpm *t, struct kms_tpm_key *k, void *userdata)
                 return -EINVAL;
         if (!(k->attributes & TPMA_OBJECT_DECRYPT) || (k->attributes & TPMA_OBJECT_RESTRICTED))
                 return -EPERM;
-        rc = Esys_ECDH_ZGen(t->esys, k->handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &c->point, &z);
+        rc = Esys_ECDH_ZGen(t->esys, k->handle, kms_tpm_secret_session(t), ESYS_TR_NONE, ESYS_TR_NONE, &c->point, &z);
         if (rc != TSS2_RC_SUCCESS)
                 return kms_tpm_rc_to_errno(t, rc, "Esys_ECDH_ZGen");
         if (pad_left(z->point.x.buffer, z->point.x.size, c->secret, coord) < 0)
@@ -531,8 +531,8 @@ static int call_decrypt(struct kms_tpm *t, struct kms_tpm_key *k, void *userdata
                 return -EINVAL;
         if (!(k->attributes & TPMA_OBJECT_DECRYPT) || (k->attributes & TPMA_OBJECT_RESTRICTED))
                 return -EPERM;
-        rc = Esys_RSA_Decrypt(t->esys, k->handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &c->in, &scheme, &label,
-                              &m);
+        rc = Esys_RSA_Decrypt(t->esys, k->handle, kms_tpm_secret_session(t), ESYS_TR_NONE, ESYS_TR_NONE, &c->in,
+                              &scheme, &label, &m);
         if (rc != TSS2_RC_SUCCESS) {
                 r = kms_tpm_rc_to_errno(t, rc, "Esys_RSA_Decrypt");
                 /* TPM_RC_VALUE: a padding failure or a ciphertext not

@@ -48,6 +48,11 @@ struct kms_tpm {
         TSS2_TCTI_CONTEXT *tcti_ctx;
         ESYS_CONTEXT *esys;
         ESYS_TR srk;
+        /* A salted HMAC session bound to nothing, salted with the SRK:
+         * TPM2_ECDH_ZGen and TPM2_RSA_Decrypt run in it with response
+         * encryption, so Z and the plaintext cross the bus encrypted.
+         * ESYS_TR_NONE if the TPM could not start one (password then). */
+        ESYS_TR session;
         bool connected;
         bool broken;            /* the last call lost the TPM or its objects: reconnect */
         uint64_t next_try_ms;   /* monotonic time of the next connection attempt */
@@ -76,6 +81,10 @@ int kms_tpm_rc_to_errno(struct kms_tpm *t, TSS2_RC rc, const char *what);
  * session numbers (TPM2_RC_VALUE for TPM2_RC_VALUE + TPM2_RC_P +
  * TPM2_RC_1), or 0 for an error of another layer (TCTI, ESYS). */
 TSS2_RC kms_tpm_rc_base(TSS2_RC rc);
+
+/* The session for an operation whose response is secret: the encrypting
+ * session if there is one, else the password session. */
+ESYS_TR kms_tpm_secret_session(struct kms_tpm *t);
 
 /* Connection (context.c), all with t->lock held. ensure_connected returns
  * 0 when the TPM is usable, else KMS_E_BACKEND (or another negative errno)

@@ -703,6 +703,8 @@ static int mode_create(struct ctx *c)
               info.model, info.firmware, info.transient_free, info.transient_max);
         h = transient_count(c);
         check(h == 1, "after open only the SRK is loaded (%ld transient objects)", h);
+        check(c->t->session != ESYS_TR_NONE,
+              "a salted session is open: ECDH_ZGen and RSA_Decrypt answers cross the bus encrypted");
         if (write_file("data.bin", data, sizeof(data) - 1) < 0)
                 check(0, "write data.bin");
 

@@ -89,15 +89,16 @@ check_program() {
         program_result "$desc" "$KMS_RC" "$KMS_OUT" "$KMS_ERR"
 }
 
-# Transient objects in the TPM, as tpm2-tools sees them.
+# Transient objects (or with an argument, another kind of handle:
+# loaded-session) in the TPM, as tpm2-tools sees them.
 transient_handles() {
         local out
-        out=$(timeout -k 5 60 tpm2_getcap handles-transient 2>"$KMS_T/getcap.err") || {
+        out=$(timeout -k 5 60 tpm2_getcap "handles-${1:-transient}" 2>"$KMS_T/getcap.err") || {
                 cat "$KMS_T/getcap.err" >&2
                 echo -1
                 return 0
         }
-        grep -c '0x8' <<<"$out" || true
+        grep -c '^- 0x' <<<"$out" || true
 }
 
 # ---------------------------------------------------------------- owner auth
@@ -169,9 +170,11 @@ check "openssl pkeyutl RSA-OAEP-SHA-256 encryption to the TPM key" \
 check_program "tpm-backend-check crash (exits with the SRK and a key loaded)" crash "$KMS_SWTPM_TCTI" "$DB" \
         "$KMS_T" "$KMS_T/owner-auth"
 expect_eq "transient objects a crashed process left in the TPM" 2 "$(transient_handles)"
+expect_eq "sessions a crashed process left in the TPM" 1 "$(transient_handles loaded-session)"
 check_program "tpm-backend-check reopen (new process after the crash)" reopen "$KMS_SWTPM_TCTI" "$DB" "$KMS_T" \
         "$KMS_T/owner-auth"
 expect_eq "transient objects left after the next process closed the backend" 0 "$(transient_handles)"
+expect_eq "sessions left after the next process closed the backend" 0 "$(transient_handles loaded-session)"
 
 kms_swtpm_stop
 kms_swtpm_start "$KMS_T/swtpm"
