@@ -371,6 +371,31 @@ static void srk_template(bool rsa, TPM2B_PUBLIC *ret)
         }
 }
 
+/* A one-command HMAC session for the owner auth, so the auth value itself
+ * never crosses the bus (a password session sends it as it is): unbound
+ * and unsalted (there is no key to salt with before the SRK), the HMAC
+ * keyed by the auth value alone. ESYS_TR_PASSWORD if the TPM cannot start
+ * one. */
+static ESYS_TR auth_session(struct kms_tpm *t)
+{
+        TPMT_SYM_DEF sym = {.algorithm = TPM2_ALG_NULL};
+        ESYS_TR s = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        rc = Esys_StartAuthSession(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                   TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &s);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Esys_TRSess_SetAttributes(t->esys, s, 0, TPMA_SESSION_CONTINUESESSION);
+        if (rc != TSS2_RC_SUCCESS) {
+                (void)kms_tpm_rc_to_errno(t, rc, "Esys_StartAuthSession (owner auth as a password)");
+                if (s != ESYS_TR_NONE)
+                        (void)Esys_FlushContext(t->esys, s);
+                t->broken = false;
+                return ESYS_TR_PASSWORD;
+        }
+        return s;
+}
+
 static int create_srk(struct kms_tpm *t, char *errbuf, size_t errlen)
 {
         static const TPM2B_AUTH empty_auth = {0};
@@ -392,9 +417,15 @@ static int create_srk(struct kms_tpm *t, char *errbuf, size_t errlen)
                 return kms_tpm_rc_to_errno(t, rc, "Esys_TR_SetAuth(owner)");
         }
         for (int rsa = 0; rsa <= 1; rsa++) {
+                ESYS_TR s = auth_session(t);
+
                 srk_template(rsa, &tmpl);
-                rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                                        &sensitive, &tmpl, &outside, &pcrs, &t->srk, NULL, NULL, NULL, NULL);
+                rc = Esys_CreatePrimary(t->esys, ESYS_TR_RH_OWNER, s, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl,
+                                        &outside, &pcrs, &t->srk, NULL, NULL, NULL, NULL);
+                /* The TPM ends a session without continueSession after a
+                 * command that succeeds; after a failure it stays. */
+                if (rc != TSS2_RC_SUCCESS && s != ESYS_TR_PASSWORD)
+                        (void)Esys_FlushContext(t->esys, s);
                 if (rc == TSS2_RC_SUCCESS || rsa)
                         break;
                 if (kms_tpm_rc_base(rc) != TPM2_RC_CURVE && kms_tpm_rc_base(rc) != TPM2_RC_ASYMMETRIC &&
