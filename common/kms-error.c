@@ -30,6 +30,7 @@ const char *kms_error_to_bus_name(int r)
         case -EROFS: return KMS_ERROR_STORE;
         case -ESHUTDOWN: return KMS_ERROR_SHUTTING_DOWN;
         case KMS_E_POLICY: return KMS_ERROR_POLICY_INVALID;
+        case KMS_E_AUDIT: return KMS_ERROR_AUDIT_FAILURE;
         case KMS_E_NO_SESSION: return KMS_ERROR_SESSION_NOT_FOUND;
         case KMS_E_EXPIRED: return KMS_ERROR_SESSION_EXPIRED;
         case KMS_E_REPLAY:

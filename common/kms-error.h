@@ -20,6 +20,7 @@ enum {
 #define KMS_E_DESTROYED (-ENOKEY)
 #define KMS_E_STATE (-EALREADY) /* the change makes no sense in this state */
 #define KMS_E_POLICY (-EBADRQC) /* a policy file is broken; the old policy stays */
+#define KMS_E_AUDIT (-EUNATCH)  /* an audit record could not be written (failure = closed) */
 /* Sessions (the codes of kms-session-crypto.h where it has one). */
 #define KMS_E_NO_SESSION (-ENXIO)  /* unknown id, or another user's */
 #define KMS_E_EXPIRED (-ETIME)     /* past its time or its message limit */

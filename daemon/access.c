@@ -137,6 +137,7 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                         log_notice("denied: uid %u pid %d %s session %s: the session belongs to another user",
                                    (unsigned)req->caller.uid, (int)req->caller.pid, m->member, req->session_id);
                         snprintf(errmsg, errlen, "session %s belongs to another user", req->session_id);
+                        req->audit_kind = "session_foreign";
                         return -EACCES;
                 }
                 /* Closing one's own session needs no right: it only ends

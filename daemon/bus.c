@@ -38,6 +38,8 @@ static void wakeup_main(void *data)
 void kms_bus_send(struct kms_daemon *d, DBusMessage *m)
 {
         /* Thread-safe once dbus_threads_init_default() ran. */
+        if (!d->conn)
+                return;
         if (!dbus_connection_send(d->conn, m, NULL)) {
                 log_error("out of memory queueing a message");
                 return;
@@ -145,6 +147,37 @@ static DBusHandlerResult handle_introspect(DBusConnection *c, DBusMessage *m)
 /* parse → identify → validate → queue. Authorization needs the key's
  * owner from the store, so it runs first thing in the worker, before any
  * token call. */
+/* A request refused on the bus thread: its audit record, not waited for
+ * (the bus thread never blocks on the disk; the writer retries with it). */
+static void audit_refusal(struct kms_daemon *d, const struct kms_caller *caller, const char *member, const char *key,
+                          const char *kind, const char *result, const char *details)
+{
+        const struct kms_audit_event ev = {
+                .kind = kind ? kind : "request",
+                .uid = caller ? caller->uid : (uid_t)-1,
+                .pid = caller ? caller->pid : 0,
+                .exe = caller ? caller->exe : "",
+                .operation = member,
+                .key = key,
+                .result = result,
+                .details = details,
+        };
+
+        (void)kms_audit_log(d, &ev, false);
+}
+
+/* reply_error() with its audit record. */
+static DBusHandlerResult refuse(struct kms_daemon *d, DBusConnection *c, DBusMessage *m, const struct kms_caller *caller,
+                                const char *key, const char *kind, const char *error, const char *msg)
+{
+        const char *member = dbus_message_get_member(m);
+        const char *result = strrchr(error, '.') ? strrchr(error, '.') + 1 : error;
+
+        audit_refusal(d, caller, member, key, kind, strcmp(error, KMS_ERROR_ACCESS_DENIED) == 0 ? "denied" : result,
+                      msg);
+        return reply_error(c, m, error, "%s", msg);
+}
+
 static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, void *data)
 {
         struct kms_daemon *d = data;
@@ -152,24 +185,44 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
         const char *member = dbus_message_get_member(m);
         const struct kms_method *method;
         struct kms_request *req;
+        struct kms_caller caller;
         char errmsg[KMS_ERRMSG_MAX] = "";
         int r;
 
         if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !member)
                 return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        /* Introspection describes the interface; it is not an operation of
+         * kmsd and is not audited. */
         if (iface && strcmp(iface, DBUS_INTERFACE_INTROSPECTABLE) == 0 && strcmp(member, "Introspect") == 0)
                 return handle_introspect(c, m);
-        if (iface && strcmp(iface, KMS_BUS_INTERFACE) != 0)
-                return reply_error(c, m, DBUS_ERROR_UNKNOWN_INTERFACE, "unknown interface '%s'", iface);
+
+        r = kms_caller_lookup(d, dbus_message_get_sender(m), &caller);
+        if (r < 0) {
+                log_notice("refused %s: cannot identify the caller %s", member, dbus_message_get_sender(m));
+                snprintf(errmsg, sizeof(errmsg), "kmsd cannot identify the caller (%s)", strerror(-r));
+                return refuse(d, c, m, NULL, NULL, "policy_denied", KMS_ERROR_ACCESS_DENIED, errmsg);
+        }
+        if (iface && strcmp(iface, KMS_BUS_INTERFACE) != 0) {
+                snprintf(errmsg, sizeof(errmsg), "unknown interface '%.100s'", iface);
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg);
+        }
         method = kms_method_find(member);
-        if (!method)
-                return reply_error(c, m, DBUS_ERROR_UNKNOWN_METHOD, "unknown method '%s' of %s", member,
-                                   KMS_BUS_INTERFACE);
-        if (!dbus_message_has_signature(m, method->signature))
-                return reply_error(c, m, DBUS_ERROR_INVALID_ARGS, "%s takes (%s), not (%s)", member,
-                                   method->signature, dbus_message_get_signature(m));
+        if (!method) {
+                snprintf(errmsg, sizeof(errmsg), "unknown method '%.100s' of %s", member, KMS_BUS_INTERFACE);
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg);
+        }
+        if (!dbus_message_has_signature(m, method->signature)) {
+                snprintf(errmsg, sizeof(errmsg), "%s takes (%s), not (%.100s)", member, method->signature,
+                         dbus_message_get_signature(m));
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_INVALID_ARGS, errmsg);
+        }
         if (atomic_load(&d->stopping))
-                return reply_error(c, m, KMS_ERROR_SHUTTING_DOWN, "kmsd is shutting down; retry when it is back");
+                return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_SHUTTING_DOWN,
+                              "kmsd is shutting down; retry when it is back");
+        if (kms_audit_refusing(d))
+                return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_AUDIT_FAILURE,
+                              "the audit log cannot be written, so kmsd refuses requests (failure = closed); see "
+                              "kmsd's log");
 
         req = calloc(1, sizeof(*req));
         if (!req)
@@ -179,22 +232,21 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
         req->algorithm = KMS_ALG_INVALID;
         req->hash = KMS_HASH_INVALID;
         req->padding = KMS_PAD_INVALID;
+        req->caller = caller;
 
-        r = kms_caller_lookup(d, dbus_message_get_sender(m), &req->caller);
-        if (r < 0) {
-                kms_request_free(req);
-                log_notice("refused %s: cannot identify the caller %s", member, dbus_message_get_sender(m));
-                return reply_error(c, m, KMS_ERROR_ACCESS_DENIED, "kmsd cannot identify the caller (%s)",
-                                   strerror(-r));
-        }
         r = method->parse(d, req, errmsg, sizeof(errmsg));
         /* Decided here, before any backend work: a denied request never
          * reaches a worker or the token. */
-        if (r >= 0)
+        if (r >= 0) {
                 r = kms_access_check(d, req, errmsg, sizeof(errmsg));
+                if (r == -EACCES && !req->audit_kind)
+                        req->audit_kind = "policy_denied";
+        }
         if (r >= 0)
                 r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
         if (r < 0) {
+                DBusHandlerResult h;
+
                 if (r == -EBUSY)
                         snprintf(errmsg, sizeof(errmsg),
                                  "kmsd's request queue is full (max_pending %u, a quarter of it per caller); retry "
@@ -204,8 +256,9 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
                         snprintf(errmsg, sizeof(errmsg), "kmsd is shutting down; retry when it is back");
                 log_info("%s from uid %u pid %d refused: %s", member, (unsigned)req->caller.uid,
                          (int)req->caller.pid, errmsg);
+                h = refuse(d, c, m, &req->caller, req->name, req->audit_kind, kms_error_to_bus_name(r), errmsg);
                 kms_request_free(req);
-                return reply_error(c, m, kms_error_to_bus_name(r), "%s", errmsg);
+                return h;
         }
         return DBUS_HANDLER_RESULT_HANDLED;
 }

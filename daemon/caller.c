@@ -2,7 +2,9 @@
  * bus name (GetConnectionCredentials), cached per name on the bus thread
  * and dropped when the name goes away (NameOwnerChanged). Nothing the
  * caller sends about itself is used. */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "kms-log.h"
@@ -71,6 +73,34 @@ void kms_caller_forget(struct kms_daemon *d, const char *name)
                 }
 }
 
+/* The caller's executable for the audit log: /proc/PID/exe when kmsd may
+ * read it (same user, or privileges), else argv[0] from /proc/PID/cmdline
+ * (readable by anyone). Read once per connection; a pid can be reused, so
+ * this is a label, not an identity. */
+static void caller_exe(pid_t pid, char *buf, size_t len)
+{
+        char path[64];
+        ssize_t n;
+        FILE *f;
+
+        buf[0] = '\0';
+        if (pid <= 0)
+                return;
+        snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+        n = readlink(path, buf, len - 1);
+        if (n > 0) {
+                buf[n] = '\0';
+                return;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        n = (ssize_t)fread(buf, 1, len - 1, f);
+        fclose(f);
+        buf[n > 0 ? n : 0] = '\0'; /* argv[0] ends at its NUL */
+}
+
 /* Ask the bus daemon. Blocks the bus thread for one round trip, once per
  * peer connection. */
 static int query(struct kms_daemon *d, const char *sender, struct kms_caller *ret)
@@ -126,6 +156,7 @@ static int query(struct kms_daemon *d, const char *sender, struct kms_caller *re
         /* Groups from the uid's account, not from anything the caller
          * says: once per connection, cached with the rest. */
         (void)kms_caller_resolve_groups(&c);
+        caller_exe(c.pid, c.exe, sizeof(c.exe));
         *ret = c;
         return 0;
 }

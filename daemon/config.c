@@ -119,6 +119,32 @@ static int handler(void *user, const char *section, const char *name, const char
                         return 0;
                 }
                 c->owner_rights = mask;
+        } else if (IS("audit", "failure")) {
+                if (strcmp(value, "closed") == 0)
+                        c->audit_failure_open = false;
+                else if (strcmp(value, "open") == 0)
+                        c->audit_failure_open = true;
+                else {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "failure = '%s' is not closed or open", value);
+                        return 0;
+                }
+        } else if (IS("audit", "syslog")) {
+                if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0)
+                        c->audit_syslog = true;
+                else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0)
+                        c->audit_syslog = false;
+                else {
+                        snprintf(ctx->msg, sizeof(ctx->msg), "syslog = '%s' is not yes or no", value);
+                        return 0;
+                }
+        } else if (IS("audit", "checkpoint_records")) {
+                r = set_u64(ctx, name, value, 1, 1000000, &v);
+                if (r >= 0)
+                        c->audit_checkpoint_records = (unsigned)v;
+        } else if (IS("audit", "checkpoint_seconds")) {
+                r = set_u64(ctx, name, value, 1, 86400, &v);
+                if (r >= 0)
+                        c->audit_checkpoint_seconds = (unsigned)v;
         } else if (IS("tpm", "enable")) {
                 if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0)
                         c->tpm_enable = true;
@@ -142,7 +168,8 @@ static int handler(void *user, const char *section, const char *name, const char
                         c->tpm_owner_auth_file = NULL;
                 }
         } else if (strcmp(section, "daemon") != 0 && strcmp(section, "limits") != 0 &&
-                   strcmp(section, "pkcs11") != 0 && strcmp(section, "policy") != 0 && strcmp(section, "tpm") != 0) {
+                   strcmp(section, "pkcs11") != 0 && strcmp(section, "policy") != 0 && strcmp(section, "tpm") != 0 &&
+                   strcmp(section, "audit") != 0) {
                 snprintf(ctx->msg, sizeof(ctx->msg), "unknown section [%s]", section);
                 return 0;
         } else {
@@ -172,6 +199,9 @@ int kms_config_init(struct kms_config *c)
         c->admin_group = strdup("kmsd-admin");
         c->owner_rights = KMS_OWNER_RIGHTS_DEFAULT;
         c->tpm_tcti = strdup("device:/dev/tpmrm0");
+        c->audit_syslog = true;
+        c->audit_checkpoint_records = 1000;
+        c->audit_checkpoint_seconds = 60;
         /* pin_file stays NULL: the systemd credential 'pin' then. */
         if (!c->bus || !c->state_dir || !c->pkcs11_module || !c->token_label || !c->policy_dir || !c->admin_group ||
             !c->tpm_tcti) {
@@ -183,7 +213,7 @@ int kms_config_init(struct kms_config *c)
 
 static bool known_section(const char *name, size_t len)
 {
-        static const char *const sections[] = { "daemon", "limits", "pkcs11", "policy", "tpm" };
+        static const char *const sections[] = { "daemon", "limits", "pkcs11", "policy", "tpm", "audit" };
 
         for (size_t i = 0; i < ELEMENTSOF(sections); i++)
                 if (strlen(sections[i]) == len && memcmp(sections[i], name, len) == 0)

@@ -24,6 +24,10 @@ struct kms_config {
         char *policy_dir;   /* "": no rule files */
         char *admin_group;  /* "": only root is admin */
         unsigned owner_rights; /* KMS_OP_BIT() mask */
+        bool audit_failure_open;
+        bool audit_syslog;
+        unsigned audit_checkpoint_records;
+        unsigned audit_checkpoint_seconds;
         bool tpm_enable;
         char *tpm_tcti;            /* "device:/dev/tpmrm0" */
         char *tpm_owner_auth_file; /* NULL: $CREDENTIALS_DIRECTORY/tpm-owner-auth if there, else empty auth */

@@ -14,6 +14,7 @@
 #include "kms-key.h"
 #include "key-cache.h"
 #include "kms-policy.h"
+#include "audit.h"
 #include "session.h"
 #include "store.h"
 
@@ -66,6 +67,11 @@ struct kms_request {
         bool no_replace;
         uint32_t expected_primary; /* internal rotation requests */
         int backend; /* CreateKey: index in daemon->backends (option "backend") */
+        /* For the audit record: set by the worker where it knows better
+         * than the defaults (kind "request", version 0, no details). */
+        const char *audit_kind;
+        uint32_t audit_version;
+        char audit_details[160];
         char backend_name[16];
 
         /* The policy the bus thread decided under (a reference); workers
@@ -78,6 +84,11 @@ struct kms_request {
         int role; /* enum kms_session_role */
         uint64_t ttl, max_messages;
         char session_id[40];
+
+        /* ExportAudit */
+        uint64_t from_seq, to_seq;
+        int64_t since_ms, until_ms;
+        uint32_t last, limit;
 
         /* CheckPolicy */
         char check_user[64];
@@ -187,6 +198,7 @@ struct kms_daemon {
         pthread_mutex_t policy_lock; /* guards the pointer policy */
         struct kms_policy *policy;
         struct kms_sessions sessions;
+        struct kms_audit audit;
 };
 
 /* The index in d->backends of the backend named name ("pkcs11", "tpm"),

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "kms-bus.h"
@@ -251,7 +252,25 @@ int kms_lifecycle_revoke(struct kms_worker *w, const struct kms_key_record *k, u
                         continue;
                 destroy_object(w, k, v->version, v->backend_id);
                 log_notice("key '%s' version %u revoked (%s%s%s)", k->name, v->version, reason_s, note && *note ? ": " : "",
-                           note ? note : "");
+                           note ? note : "");                {
+                        char details[64 + KMS_MAX_REVOKE_NOTE];
+                        const struct kms_audit_event ev = {
+                                .kind = "revocation",
+                                .uid = 0,
+                                .pid = getpid(),
+                                .exe = "kmsd",
+                                .operation = "RevokeVersion",
+                                .key = k->name,
+                                .version = v->version,
+                                .result = "ok",
+                                .details = details,
+                        };
+
+                        snprintf(details, sizeof(details), "reason=%s%s%s", reason_s, note && *note ? " note=" : "",
+                                 note ? note : "");
+                        (void)kms_audit_log(w->daemon, &ev, false);
+                }
+
                 kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_REVOKED, DBUS_TYPE_STRING, &(const char *){ k->name },
                              DBUS_TYPE_UINT32, &(dbus_uint32_t){ v->version }, DBUS_TYPE_STRING, &reason_s,
                              DBUS_TYPE_INVALID);
@@ -333,6 +352,24 @@ static void collect(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void 
         s->n++;
 }
 
+/* A reconciliation finding, for the audit log. */
+static void audit_reconcile(struct kms_daemon *d, const char *key, uint32_t version, const char *what)
+{
+        const struct kms_audit_event ev = {
+                .kind = "reconcile",
+                .uid = getuid(),
+                .pid = getpid(),
+                .exe = "kmsd",
+                .operation = "Reconcile",
+                .key = key,
+                .version = version,
+                .result = "ok",
+                .details = what,
+        };
+
+        (void)kms_audit_log(d, &ev, false);
+}
+
 static void reconcile_one(struct kms_daemon *d, unsigned b)
 {
         const struct kms_backend_ops *ops = d->backends[b]->ops;
@@ -379,6 +416,9 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
                                                     k->name, v->version, kms_key_state_to_string(v->state),
                                                     r < 0 ? strerror(-r) : "destroyed");
                                         destroyed++;
+                                        audit_reconcile(d, k->name, v->version,
+                                                        "revoked or destroyed, but its objects were in the token: "
+                                                        "destroyed them");
                                 }
                                 continue;
                         }
@@ -388,6 +428,8 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
                                                     "from the token; marked lost",
                                                     k->name, v->version);
                                         lost++;
+                                        audit_reconcile(d, k->name, v->version,
+                                                        "its private key is gone from the token: marked lost");
                                 }
                         }
                 }
@@ -402,6 +444,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
                 log_warning("reconciliation: token object '%s' has no metadata: %s", seen.labels[x],
                             r < 0 ? strerror(-r) : "destroyed");
                 orphans++;
+                audit_reconcile(d, "", 0, "a token object without metadata (an interrupted create or rotation): destroyed");
         }
         log_info("reconciliation (%s): %zu key(s); %zu revoked/destroyed object set(s) removed, %zu version(s) lost, "
                  "%zu orphan(s) removed",

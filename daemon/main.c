@@ -244,6 +244,12 @@ int main(int argc, char **argv)
                 }
                 kms_store_close(s);
         }
+        /* The audit log, before anything worth recording can happen. */
+        r = kms_audit_start(d, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                goto out;
+        }
 
         {
                 struct kms_pkcs11_config pc = {
@@ -254,10 +260,26 @@ int main(int argc, char **argv)
                 };
                 r = kms_pkcs11_open(&pc, &d->backends[0], err, sizeof(err));
                 if (r < 0) {
+                        const struct kms_audit_event ev = {
+                                .kind = "login_failed",
+                                .uid = getuid(),
+                                .pid = getpid(),
+                                .exe = "kmsd",
+                                .operation = "TokenLogin",
+                                .result = kms_audit_result_name(r),
+                                .details = err,
+                        };
+
                         log_error("%s", err);
+                        (void)kms_audit_log(d, &ev, true);
                         goto out;
                 }
                 d->n_backends = 1;
+        }
+        r = kms_audit_set_key(d, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                goto out;
         }
         if (d->cfg.tpm_enable) {
 #ifdef KMS_HAVE_TPM
@@ -311,10 +333,14 @@ int main(int argc, char **argv)
         /* Requests already queued are answered; new ones get ShuttingDown. */
         kms_scheduler_stop(d);
         kms_pool_stop(&d->pool);
+        /* The writer answers the last requests once their records are
+         * written and adds the last checkpoint; the bus flushes after. */
+        kms_audit_stop(d);
         kms_bus_close(d);
         ret = r < 0 ? 1 : 0;
         log_info("kmsd stopped");
 out:
+        kms_audit_stop(d); /* a no-op when stopped above or never started */
         for (unsigned b = 0; b < KMS_MAX_BACKENDS; b++)
                 if (d->backends[b])
                         d->backends[b]->ops->free(d->backends[b]);

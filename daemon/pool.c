@@ -1,6 +1,7 @@
 /* The worker pool: the bus thread queues validated requests; each worker
  * owns one backend session and one store connection, runs requests and
  * sends the replies itself, so a slow token call never stalls the bus. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +39,68 @@ void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessag
         dbus_message_unref(reply);
 }
 
+/* The event kind of a finished request (docs/audit.md). */
+static const char *audit_kind(const struct kms_request *req, int r)
+{
+        if (req->audit_kind)
+                return req->audit_kind;
+        if (!req->msg)
+                return "scheduled";
+        switch (r) {
+        case KMS_E_INTEGRITY: return "integrity";
+        case KMS_E_REPLAY:
+        case KMS_E_REORDERED: return "replay";
+        case KMS_E_STALE: return "stale";
+        case KMS_E_EXPIRED: return "session_expired";
+        default: return "request";
+        }
+}
+
+/* The record of a finished request; the audit writer sends the reply
+ * once the record is written (with failure = closed, AuditFailure if it
+ * cannot be). Internal requests have no reply. */
+static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req, DBusMessage *reply, int r,
+                            const char *errmsg)
+{
+        char details[KMS_ERRMSG_MAX + 64];
+        struct kms_audit_event ev;
+
+        /* Session calls name their session (an id is not a secret). */
+        if (req->session_id[0])
+                snprintf(details, sizeof(details), "session=%s%s%s", req->session_id,
+                         r < 0 || req->audit_details[0] ? "; " : "", r < 0 ? errmsg : req->audit_details);
+        else
+                snprintf(details, sizeof(details), "%s", r < 0 ? errmsg : req->audit_details);
+        ev = (struct kms_audit_event){
+                .kind = audit_kind(req, r),
+                .uid = req->caller.uid,
+                .pid = req->caller.pid,
+                .exe = req->msg ? req->caller.exe : "kmsd",
+                .operation = req->method->member,
+                .key = req->name,
+                .version = req->audit_version,
+                .result = kms_audit_result_name(r),
+                .details = details,
+        };
+        if (!req->msg) {
+                if (reply)
+                        dbus_message_unref(reply);
+                (void)kms_audit_log(d, &ev, false);
+                return;
+        }
+        if (dbus_message_get_no_reply(req->msg)) {
+                if (reply)
+                        dbus_message_unref(reply);
+                reply = NULL;
+        } else if (!reply) {
+                reply = dbus_message_new_error(req->msg, kms_error_to_bus_name(r < 0 ? r : -EIO),
+                                               errmsg && *errmsg ? errmsg : "request failed");
+                if (!reply)
+                        log_error("out of memory building an error reply");
+        }
+        kms_audit_log_reply(d, &ev, req->msg, reply);
+}
+
 static void run_request(struct kms_worker *w, struct kms_request *req)
 {
         DBusMessage *reply = NULL;
@@ -65,7 +128,7 @@ static void run_request(struct kms_worker *w, struct kms_request *req)
         } else
                 log_debug("%s from uid %u pid %d on '%s' ok", req->method->member, (unsigned)req->caller.uid,
                           (int)req->caller.pid, req->name);
-        kms_request_reply(w->daemon, req, reply, r, errmsg);
+        audit_and_reply(w->daemon, req, reply, r, errmsg);
 }
 
 static void *worker_main(void *arg)

@@ -31,6 +31,12 @@ enum stmt_id {
         STMT_VERSION_SET_STATE,
         STMT_KEY_OWNER,
         STMT_BINDING_ADD,
+        STMT_AUDIT_HEAD,
+        STMT_AUDIT_INSERT,
+        STMT_AUDIT_READ,
+        STMT_AUDIT_SINCE,
+        STMT_AUDIT_KEYS,
+        STMT_AUDIT_KEY_ADD,
         _STMT_MAX,
 };
 
@@ -70,6 +76,15 @@ static const char *const stmt_sql[_STMT_MAX] = {
                                  " (SELECT 1 FROM key_versions WHERE key_id = ?1 AND state IN ('active', 'lost'))",
         [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
         [STMT_KEY_OWNER] = "SELECT owner FROM keys WHERE name = ?1",
+        [STMT_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        [STMT_AUDIT_INSERT] = "INSERT INTO audit (seq, time_ms, kind, uid, pid, exe, operation, key, version, result, "
+                              "details, prev, hash, signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                              "?12, ?13, ?14)",
+        [STMT_AUDIT_READ] = "SELECT seq, time_ms, kind, uid, pid, exe, operation, key, version, result, details, prev, "
+                            "hash, signature FROM audit WHERE seq >= ?1 AND (?2 = 0 OR seq <= ?2) ORDER BY seq LIMIT ?3",
+        [STMT_AUDIT_SINCE] = "SELECT MIN(seq) FROM audit WHERE time_ms >= ?1",
+        [STMT_AUDIT_KEYS] = "SELECT no, backend_id, spki FROM audit_keys ORDER BY no",
+        [STMT_AUDIT_KEY_ADD] = "INSERT INTO audit_keys (no, backend_id, spki, created) VALUES (?1, ?2, ?3, ?4)",
         [STMT_BINDING_ADD] = "INSERT INTO session_bindings (binding, role, created) VALUES (?1, ?2, ?3)",
 };
 
@@ -114,6 +129,31 @@ static const char schema_v3[] = "CREATE TABLE session_bindings ("
                                 " created INTEGER NOT NULL,"
                                 " PRIMARY KEY (binding, role)"
                                 ") WITHOUT ROWID;";
+
+/* The audit log (issue 6): records and the audit keys. */
+static const char schema_v4[] = "CREATE TABLE audit ("
+                                " seq INTEGER PRIMARY KEY,"
+                                " time_ms INTEGER NOT NULL,"
+                                " kind TEXT NOT NULL,"
+                                " uid INTEGER NOT NULL,"
+                                " pid INTEGER NOT NULL,"
+                                " exe TEXT NOT NULL,"
+                                " operation TEXT NOT NULL,"
+                                " key TEXT NOT NULL,"
+                                " version INTEGER NOT NULL,"
+                                " result TEXT NOT NULL,"
+                                " details TEXT NOT NULL,"
+                                " prev BLOB NOT NULL,"
+                                " hash BLOB NOT NULL,"
+                                " signature BLOB"
+                                ");"
+                                "CREATE INDEX audit_time ON audit (time_ms);"
+                                "CREATE TABLE audit_keys ("
+                                " no INTEGER PRIMARY KEY,"
+                                " backend_id BLOB NOT NULL,"
+                                " spki BLOB NOT NULL,"
+                                " created INTEGER NOT NULL"
+                                ");";
 
 struct kms_store;
 static int exec(struct kms_store *s, const char *sql);
@@ -216,7 +256,12 @@ static int migrate(struct kms_store *s)
                 if (r < 0)
                         goto fail;
         }
-        r = exec(s, "PRAGMA user_version = 3");
+        if (version < 4) {
+                r = exec(s, schema_v4);
+                if (r < 0)
+                        goto fail;
+        }
+        r = exec(s, "PRAGMA user_version = 4");
         if (r < 0)
                 goto fail;
         return exec(s, "COMMIT");
@@ -571,6 +616,196 @@ int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret)
         if (rc == SQLITE_DONE)
                 return -ENOENT;
         return rc == SQLITE_ROW ? 0 : sql_err(s, rc, "key owner");
+}
+
+static void copy_text(char *dst, size_t len, sqlite3_stmt *st, int col)
+{
+        const unsigned char *t = sqlite3_column_text(st, col);
+
+        snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+static void copy_blob(uint8_t *dst, size_t cap, size_t *ret_len, sqlite3_stmt *st, int col)
+{
+        const void *b = sqlite3_column_blob(st, col);
+        size_t n = (size_t)sqlite3_column_bytes(st, col);
+
+        if (n > cap)
+                n = 0;
+        if (b && n)
+                memcpy(dst, b, n);
+        if (ret_len)
+                *ret_len = b ? n : 0;
+}
+
+int kms_store_audit_head(struct kms_store *s, uint64_t *ret_seq, uint8_t ret_hash[32])
+{
+        sqlite3_stmt *st = stmt(s, STMT_AUDIT_HEAD);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        *ret_seq = 0;
+        memset(ret_hash, 0, 32);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                *ret_seq = (uint64_t)sqlite3_column_int64(st, 0);
+                copy_blob(ret_hash, 32, NULL, st, 1);
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(s, rc, "audit head");
+}
+
+int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n)
+{
+        int r = exec(s, "BEGIN IMMEDIATE");
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const struct kms_audit_row *a = &rows[i];
+                sqlite3_stmt *st = stmt(s, STMT_AUDIT_INSERT);
+
+                if (!st) {
+                        r = KMS_E_STORE;
+                        break;
+                }
+                sqlite3_bind_int64(st, 1, (sqlite3_int64)a->seq);
+                sqlite3_bind_int64(st, 2, a->time_ms);
+                sqlite3_bind_text(st, 3, a->kind, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 4, a->uid);
+                sqlite3_bind_int64(st, 5, a->pid);
+                sqlite3_bind_text(st, 6, a->exe, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 7, a->operation, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 8, a->key, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 9, a->version);
+                sqlite3_bind_text(st, 10, a->result, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 11, a->details, -1, SQLITE_STATIC);
+                sqlite3_bind_blob(st, 12, a->prev, 32, SQLITE_STATIC);
+                sqlite3_bind_blob(st, 13, a->hash, 32, SQLITE_STATIC);
+                if (a->sig_len)
+                        sqlite3_bind_blob(st, 14, a->sig, (int)a->sig_len, SQLITE_STATIC);
+                r = step_done(s, st, "audit insert", NULL);
+        }
+        if (r < 0) {
+                (void)exec(s, "ROLLBACK");
+                return r;
+        }
+        r = exec(s, "COMMIT");
+        if (r < 0)
+                (void)exec(s, "ROLLBACK");
+        return r;
+}
+
+int kms_store_audit_read(struct kms_store *s, uint64_t from, uint64_t to, size_t limit,
+                         int (*cb)(const struct kms_audit_row *row, void *userdata), void *userdata)
+{
+        sqlite3_stmt *st = stmt(s, STMT_AUDIT_READ);
+        struct kms_audit_row *row;
+        int rc, r = 0;
+
+        if (!st)
+                return KMS_E_STORE;
+        row = malloc(sizeof(*row));
+        if (!row)
+                return -ENOMEM;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)from);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)to);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                memset(row, 0, sizeof(*row));
+                row->seq = (uint64_t)sqlite3_column_int64(st, 0);
+                row->time_ms = sqlite3_column_int64(st, 1);
+                copy_text(row->kind, sizeof(row->kind), st, 2);
+                row->uid = (uint32_t)sqlite3_column_int64(st, 3);
+                row->pid = (int32_t)sqlite3_column_int64(st, 4);
+                copy_text(row->exe, sizeof(row->exe), st, 5);
+                copy_text(row->operation, sizeof(row->operation), st, 6);
+                copy_text(row->key, sizeof(row->key), st, 7);
+                row->version = (uint32_t)sqlite3_column_int64(st, 8);
+                copy_text(row->result, sizeof(row->result), st, 9);
+                copy_text(row->details, sizeof(row->details), st, 10);
+                copy_blob(row->prev, 32, NULL, st, 11);
+                copy_blob(row->hash, 32, NULL, st, 12);
+                copy_blob(row->sig, sizeof(row->sig), &row->sig_len, st, 13);
+                r = cb(row, userdata);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = sql_err(s, rc, "audit read");
+        sqlite3_reset(st);
+        free(row);
+        return r < 0 ? r : 0;
+}
+
+int kms_store_audit_seq_since(struct kms_store *s, int64_t since_ms, uint64_t *ret)
+{
+        sqlite3_stmt *st = stmt(s, STMT_AUDIT_SINCE);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, since_ms);
+        rc = sqlite3_step(st);
+        *ret = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_err(s, rc, "audit since");
+}
+
+int kms_store_audit_keys(struct kms_store *s, struct kms_audit_key **ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = stmt(s, STMT_AUDIT_KEYS);
+        struct kms_audit_key *keys = NULL;
+        size_t n = 0;
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct kms_audit_key *grown = realloc(keys, (n + 1) * sizeof(*keys));
+
+                if (!grown) {
+                        sqlite3_reset(st);
+                        free(keys);
+                        return -ENOMEM;
+                }
+                keys = grown;
+                memset(&keys[n], 0, sizeof(keys[n]));
+                keys[n].no = (uint32_t)sqlite3_column_int64(st, 0);
+                copy_blob(keys[n].id, KMS_KEY_ID_BYTES, NULL, st, 1);
+                copy_blob(keys[n].spki, sizeof(keys[n].spki), &keys[n].spki_len, st, 2);
+                n++;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+                free(keys);
+                return sql_err(s, rc, "audit keys");
+        }
+        *ret = keys;
+        *ret_n = n;
+        return 0;
+}
+
+int kms_store_audit_key_add(struct kms_store *s, const struct kms_audit_key *k)
+{
+        sqlite3_stmt *st = stmt(s, STMT_AUDIT_KEY_ADD);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, k->no);
+        sqlite3_bind_blob(st, 2, k->id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, k->spki, (int)k->spki_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, kms_now_unix());
+        return step_done(s, st, "audit key", NULL);
+}
+
+/* The audit writer's connection: its commits need not wait for the disk
+ * (WAL, synchronous NORMAL): a power cut may lose the newest records, never
+ * the chain's consistency. */
+int kms_store_set_relaxed_sync(struct kms_store *s)
+{
+        return exec(s, "PRAGMA synchronous = NORMAL");
 }
 
 int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created)

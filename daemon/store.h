@@ -15,7 +15,7 @@
 
 #include "kms-key.h"
 
-#define KMS_STORE_SCHEMA_VERSION 3
+#define KMS_STORE_SCHEMA_VERSION 4
 #define KMS_STORE_FILE "kmsd.db"
 
 struct kms_store;
@@ -77,6 +77,47 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
 /* The owner of the key named name (destroyed keys too); -ENOENT if none. */
 int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret);
+/* One audit record (docs/audit.md). */
+struct kms_audit_row {
+        uint64_t seq;
+        int64_t time_ms;
+        char kind[24];
+        uint32_t uid;
+        int32_t pid;
+        char exe[256];
+        char operation[40];
+        char key[KMS_MAX_KEY_NAME + 1];
+        uint32_t version;
+        char result[40];
+        char details[512];
+        uint8_t prev[32];
+        uint8_t hash[32];
+        uint8_t sig[KMS_MAX_SIGNATURE_BYTES]; /* checkpoints */
+        size_t sig_len;
+};
+
+/* The newest record's seq and hash; seq 0 and a zero hash if none. */
+int kms_store_audit_head(struct kms_store *s, uint64_t *ret_seq, uint8_t ret_hash[32]);
+/* Insert rows in one transaction (all or nothing). */
+int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n);
+/* Call cb for the rows with from <= seq <= to (to 0: no bound), in order,
+ * at most limit of them; cb returns < 0 to stop. */
+int kms_store_audit_read(struct kms_store *s, uint64_t from, uint64_t to, size_t limit,
+                         int (*cb)(const struct kms_audit_row *row, void *userdata), void *userdata);
+/* The first seq with time_ms >= since_ms (0 if none). */
+int kms_store_audit_seq_since(struct kms_store *s, int64_t since_ms, uint64_t *ret);
+/* The audit keys, oldest first: number, backend id, SPKI. */
+struct kms_audit_key {
+        uint32_t no;
+        uint8_t id[KMS_KEY_ID_BYTES];
+        uint8_t spki[256];
+        size_t spki_len;
+};
+int kms_store_audit_keys(struct kms_store *s, struct kms_audit_key **ret, size_t *ret_n);
+int kms_store_audit_key_add(struct kms_store *s, const struct kms_audit_key *k);
+/* For the audit writer's own connection: commits do not wait for fsync. */
+int kms_store_set_relaxed_sync(struct kms_store *s);
+
 /* Record that a session used this key schedule binding in this role;
  * -EEXIST if one already did (those keys must never be used again). */
 int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created);

@@ -56,6 +56,7 @@ enum kms_operation {
 struct kms_caller {
         uid_t uid;
         pid_t pid;
+        char exe[128]; /* for the audit log; "" if unknown */
         unsigned n_gids;
         gid_t gids[KMS_MAX_CALLER_GROUPS];
 };

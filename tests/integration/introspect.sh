@@ -52,6 +52,9 @@ OpenEnvelope saya{sv} ay
 CloseSession s -
 ListSessions a{sv} aa{sv}
 GetStatus - a{sv}
+AuditCheckpoint - t
+ExportAudit a{sv} aa{sv}t
+GetAuditKeys - aay
 GetPolicy - a{sv}aa{sv}
 CheckPolicy sss bs
 ReloadPolicy - u

@@ -178,7 +178,18 @@ kms_p11_object_count() {
                 echo -1
                 return 0
         }
-        grep -c 'Object;' <<<"$out" || true
+        kms_p11_count_objects "" <<<"$out"
+}
+
+# kms_p11_count_objects TYPE: from `pkcs11-tool --list-objects` output on
+# stdin, the objects whose first line matches TYPE ("" for all, or e.g.
+# "Private Key Object"), leaving out kmsd's own audit key (kmsd-audit#N),
+# which every kmsd has from its first start.
+kms_p11_count_objects() {
+        awk -v type="$1" '
+                /Object;/ { if (n) c += keep; n = 1; keep = (type == "" || index($0, type) > 0) }
+                /label:/ && /kmsd-audit#/ { keep = 0 }
+                END { if (n) c += keep; print c + 0 }'
 }
 
 # Keys kmsd counts as not destroyed (GetStatus "keys").
