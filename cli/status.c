@@ -11,6 +11,11 @@ struct status {
         const char *version, *backend, *token_label, *token_serial, *token_manufacturer, *token_model;
         uint32_t keys, workers, max_message_bytes, pending;
         uint64_t uptime;
+        /* the TPM, when kmsd has one */
+        const char *tpm_label, *tpm_manufacturer, *tpm_model, *tpm_firmware, *tpm_why;
+        uint32_t tpm_free, tpm_max;
+        dbus_bool_t tpm_available;
+        bool have_tpm;
 };
 
 /* "1 MiB" when it is a whole number of KiB or MiB, else "". */
@@ -42,6 +47,19 @@ static void print_json(const struct status *s)
         kmsctl_json_field_uint(&j, "workers", s->workers);
         kmsctl_json_field_uint(&j, "pending", s->pending);
         kmsctl_json_field_uint(&j, "max_message_bytes", s->max_message_bytes);
+        if (s->have_tpm) {
+                kmsctl_json_key(&j, "tpm");
+                kmsctl_json_begin_object(&j);
+                kmsctl_json_field_string(&j, "tcti", s->tpm_label);
+                kmsctl_json_field_bool(&j, "available", s->tpm_available);
+                kmsctl_json_field_string(&j, "unavailable_why", s->tpm_why);
+                kmsctl_json_field_string(&j, "manufacturer", s->tpm_manufacturer);
+                kmsctl_json_field_string(&j, "model", s->tpm_model);
+                kmsctl_json_field_string(&j, "firmware", s->tpm_firmware);
+                kmsctl_json_field_uint(&j, "transient_free", s->tpm_free);
+                kmsctl_json_field_uint(&j, "transient_max", s->tpm_max);
+                kmsctl_json_end_object(&j);
+        }
         kmsctl_json_end_object(&j);
 }
 
@@ -63,6 +81,15 @@ static void print_text(const struct status *s)
                s->version, s->backend, s->token_label, s->token_serial, s->token_manufacturer, s->token_model, s->keys,
                kmsctl_format_duration_long(s->uptime, uptime, sizeof(uptime)), s->workers, s->pending,
                s->max_message_bytes, format_size(s->max_message_bytes, size, sizeof(size)));
+        if (s->have_tpm) {
+                if (s->tpm_available)
+                        printf("TPM:                %s, %s, firmware %s (%s)\n"
+                               "TPM transient slots: %" PRIu32 " free of %" PRIu32 "\n",
+                               s->tpm_manufacturer, s->tpm_model, s->tpm_firmware, s->tpm_label, s->tpm_free,
+                               s->tpm_max);
+                else
+                        printf("TPM:                unavailable (%s): %s\n", s->tpm_label, s->tpm_why);
+        }
 }
 
 int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv)
@@ -85,6 +112,14 @@ int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv)
                 {"workers", "u", &s.workers, true},
                 {"max_message_bytes", "u", &s.max_message_bytes, true},
                 {"pending", "u", &s.pending, true},
+                {"tpm_label", "s", &s.tpm_label, false},
+                {"tpm_manufacturer", "s", &s.tpm_manufacturer, false},
+                {"tpm_model", "s", &s.tpm_model, false},
+                {"tpm_firmware", "s", &s.tpm_firmware, false},
+                {"tpm_transient_free", "u", &s.tpm_free, false},
+                {"tpm_transient_max", "u", &s.tpm_max, false},
+                {"tpm_available", "b", &s.tpm_available, false},
+                {"tpm_unavailable_why", "s", &s.tpm_why, false},
         };
         DBusMessageIter it;
         bool json = false;
@@ -103,6 +138,7 @@ int kmsctl_status_main(const struct kmsctl_command *cmd, int argc, char **argv)
         dbus_message_iter_init(reply, &it);
         if (kmsctl_dict_read(&it, fields, ELEMENTSOF(fields)) < 0)
                 return KMS_EXIT_FAILURE;
+        s.have_tpm = fields[ELEMENTSOF(fields) - 2].found;
         if (json)
                 print_json(&s);
         else

@@ -202,6 +202,12 @@ int main(int argc, char **argv)
                 log_error("cannot create signalfd/eventfd: %s", strerror(errno));
                 goto out;
         }
+#ifdef KMS_HAVE_TPM
+        /* tpm2-tss prints every TPM error on stderr; kmsd translates them
+         * and logs the decoded text at debug level itself. */
+        if (d->cfg.log_level < LOG_DEBUG)
+                setenv("TSS2_LOG", "all+NONE", 0);
+#endif
         /* Session keys live in OpenSSL's secure heap: locked in memory,
          * out of core dumps. Before any thread starts. */
         r = kms_secure_heap_init(KMS_SESSION_SECURE_HEAP_BYTES);
@@ -287,14 +293,21 @@ int main(int argc, char **argv)
                         .tcti = d->cfg.tpm_tcti,
                         .owner_auth_file = d->cfg.tpm_owner_auth_file ? d->cfg.tpm_owner_auth_file : tpm_cred,
                         .db_path = d->db_path,
+                        /* PKCS#11 keys are served without it; TPM keys
+                         * work again once it is back. */
+                        .allow_unreachable = true,
                 };
+                err[0] = '\0';
                 r = kms_tpm_open(&tc, &d->backends[d->n_backends], err, sizeof(err));
                 if (r < 0) {
                         log_error("TPM (%s): %s", d->cfg.tpm_tcti, err);
                         goto out;
                 }
                 d->n_backends++;
-                log_info("TPM backend on %s", d->cfg.tpm_tcti);
+                if (err[0])
+                        log_warning("TPM (%s) unreachable: %s; TPM keys fail until it is back", d->cfg.tpm_tcti, err);
+                else
+                        log_info("TPM backend on %s", d->cfg.tpm_tcti);
 #else
                 log_error("[tpm] enable = yes, but this kmsd was built without TPM support (libtss2-dev)");
                 goto out;

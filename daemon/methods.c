@@ -1317,15 +1317,23 @@ static int run_status(struct kms_worker *w, struct kms_request *req, DBusMessage
         for (unsigned b = 1; r >= 0 && b < d->n_backends; b++) {
                 struct kms_backend_info bi = { 0 };
                 const char *name = d->backends[b]->ops->name;
-                char k1[48], k2[48], k3[48], k4[48];
+                char k[9][48];
 
                 (void)d->backends[b]->ops->info(d->backends[b], &bi);
-                snprintf(k1, sizeof(k1), "%s_label", name);
-                snprintf(k2, sizeof(k2), "%s_manufacturer", name);
-                snprintf(k3, sizeof(k3), "%s_model", name);
-                snprintf(k4, sizeof(k4), "%s_serial", name);
-                if (!(dict_add_str(&dict, k1, bi.label) && dict_add_str(&dict, k2, bi.manufacturer) &&
-                      dict_add_str(&dict, k3, bi.model) && dict_add_str(&dict, k4, bi.serial)))
+                snprintf(k[0], sizeof(k[0]), "%s_label", name);
+                snprintf(k[1], sizeof(k[1]), "%s_manufacturer", name);
+                snprintf(k[2], sizeof(k[2]), "%s_model", name);
+                snprintf(k[3], sizeof(k[3]), "%s_serial", name);
+                snprintf(k[4], sizeof(k[4]), "%s_firmware", name);
+                snprintf(k[5], sizeof(k[5]), "%s_transient_free", name);
+                snprintf(k[6], sizeof(k[6]), "%s_transient_max", name);
+                snprintf(k[7], sizeof(k[7]), "%s_available", name);
+                snprintf(k[8], sizeof(k[8]), "%s_unavailable_why", name);
+                if (!(dict_add_str(&dict, k[0], bi.label) && dict_add_str(&dict, k[1], bi.manufacturer) &&
+                      dict_add_str(&dict, k[2], bi.model) && dict_add_str(&dict, k[3], bi.serial) &&
+                      dict_add_str(&dict, k[4], bi.firmware) && dict_add_u32(&dict, k[5], bi.transient_free) &&
+                      dict_add_u32(&dict, k[6], bi.transient_max) && dict_add_bool(&dict, k[7], !bi.unavailable) &&
+                      dict_add_str(&dict, k[8], bi.unavailable_why)))
                         r = -ENOMEM;
         }
         if (r >= 0 && !dbus_message_iter_close_container(&it, &dict))
