@@ -169,10 +169,10 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                 snprintf(errmsg, errlen, "uid %u may not create a key for another owner (uid %u): %s",
                          (unsigned)req->caller.uid, (unsigned)req->owner, dec.why);
         else if (key)
-                snprintf(errmsg, errlen, "uid %u may not %s key '%s': %s", (unsigned)req->caller.uid,
+                snprintf(errmsg, errlen, "uid %u may not do '%s' on key '%s': %s", (unsigned)req->caller.uid,
                          kms_operation_to_string(op), key, dec.why);
         else
-                snprintf(errmsg, errlen, "uid %u may not %s: %s", (unsigned)req->caller.uid,
+                snprintf(errmsg, errlen, "uid %u may not do '%s': %s", (unsigned)req->caller.uid,
                          kms_operation_to_string(op), dec.why);
         return -EACCES;
 }

@@ -89,6 +89,14 @@ static int handler(void *user, const char *section, const char *name, const char
                 r = set_u64(ctx, name, value, 1, KMS_MAX_PENDING_CEILING, &v);
                 if (r >= 0)
                         c->max_pending = (unsigned)v;
+        } else if (IS("limits", "session_stale_seconds")) {
+                r = set_u64(ctx, name, value, 1, 86400, &v);
+                if (r >= 0)
+                        c->session_stale_seconds = (unsigned)v;
+        } else if (IS("limits", "session_skew_seconds")) {
+                r = set_u64(ctx, name, value, 0, 86400, &v);
+                if (r >= 0)
+                        c->session_skew_seconds = (unsigned)v;
         } else if (IS("limits", "max_keys")) {
                 r = set_u64(ctx, name, value, 1, KMS_MAX_KEYS, &v);
                 if (r >= 0)
@@ -200,6 +208,8 @@ int kms_config_init(struct kms_config *c)
         c->owner_rights = KMS_OWNER_RIGHTS_DEFAULT;
         c->tpm_tcti = strdup("device:/dev/tpmrm0");
         c->audit_syslog = true;
+        c->session_stale_seconds = 300;
+        c->session_skew_seconds = 60;
         c->audit_checkpoint_records = 1000;
         c->audit_checkpoint_seconds = 60;
         /* pin_file stays NULL: the systemd credential 'pin' then. */

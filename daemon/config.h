@@ -24,6 +24,8 @@ struct kms_config {
         char *policy_dir;   /* "": no rule files */
         char *admin_group;  /* "": only root is admin */
         unsigned owner_rights; /* KMS_OP_BIT() mask */
+        unsigned session_stale_seconds; /* [limits] oldest envelope timestamp accepted */
+        unsigned session_skew_seconds;  /* [limits] how far ahead a timestamp may be */
         bool audit_failure_open;
         bool audit_syslog;
         unsigned audit_checkpoint_records;

@@ -579,6 +579,13 @@ static bool dict_add_bool(DBusMessageIter *dict, const char *key, bool v)
         return dict_add(dict, key, DBUS_TYPE_BOOLEAN, "b", &b);
 }
 
+static bool append_hex(DBusMessageIter *dict, const char *key, const uint8_t *p, size_t n)
+{
+        _cleanup_(freep) char *hex = kms_hex_encode(p, n);
+
+        return hex && dict_add_str(dict, key, hex);
+}
+
 static bool dict_add_u32(DBusMessageIter *dict, const char *key, uint32_t v)
 {
         dbus_uint32_t x = v;
@@ -1670,6 +1677,7 @@ static bool append_session_info(DBusMessageIter *it, const struct kms_session *s
                dict_add_i64(&dict, "created", (int64_t)(info->created_ms / 1000)) &&
                dict_add_i64(&dict, "expires", (int64_t)(info->expires_ms / 1000)) &&
                dict_add_u64(&dict, "max_messages", info->max_messages) && dict_add_u64(&dict, "sent", info->sent) &&
+               append_hex(&dict, "binding", info->binding, sizeof(info->binding)) &&
                dict_add_u64(&dict, "received", info->received) && dbus_message_iter_close_container(it, &dict);
 }
 
@@ -1701,7 +1709,12 @@ static int run_open_session(struct kms_worker *w, struct kms_request *req, DBusM
                         params.ttl_ms = req->ttl * 1000;
                 if (req->max_messages)
                         params.max_messages = req->max_messages;
-                params.max_plaintext = d->cfg.max_message_bytes;
+                /* Sessions cap a message at 16 MiB whatever max_message_bytes allows. */
+                params.max_plaintext = d->cfg.max_message_bytes < KMS_SESSION_MAX_PLAINTEXT_CEILING
+                                               ? d->cfg.max_message_bytes
+                                               : KMS_SESSION_MAX_PLAINTEXT_CEILING;
+                params.stale_ms = (uint64_t)d->cfg.session_stale_seconds * 1000u;
+                params.skew_ms = (uint64_t)d->cfg.session_skew_seconds * 1000u;
                 r = kms_session_crypto_new(req->role, z, z_len, v.spki, v.spki_len, peer_spki, peer_spki_len,
                                            req->context, req->context_len, &params, now, &crypto);
                 if (r < 0)
@@ -1793,6 +1806,10 @@ static int parse_seal_open(struct kms_daemon *d, struct kms_request *req, char *
         size_t plain;
         int r;
 
+        /* A Seal request carries a plaintext: wiped when freed, whatever
+         * becomes of the request from here on. */
+        if (seal)
+                wipe_on_free(req->msg);
         dbus_message_iter_init(req->msg, &it);
         r = parse_session_id(&it, req, errmsg, errlen);
         if (r < 0)
@@ -1852,8 +1869,6 @@ static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMess
         DBusMessageIter it;
         int r;
 
-        if (seal)
-                wipe_on_free(req->msg);
         r = kms_sessions_get(&d->sessions, req->session_id, req->caller.uid, &s);
         if (r < 0)
                 return no_session(r, req, errmsg, errlen);
@@ -1893,7 +1908,7 @@ static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMess
         if (r >= 0 && !append_bytes(&it, out, out_len))
                 r = -ENOMEM;
         /* The plaintext of an OpenEnvelope reply (a Seal request's is
-         * wiped whatever the outcome, above). */
+         * wiped whatever the outcome: parse_seal_open). */
         if (r >= 0 && !seal)
                 wipe_on_free(*ret);
         OPENSSL_clear_free(out, out_size);
@@ -2001,13 +2016,6 @@ static int parse_export_audit(struct kms_daemon *d, struct kms_request *req, cha
 
         dbus_message_iter_init(req->msg, &it);
         return parse_options(&it, "ExportAudit", option_audit, req, errmsg, errlen);
-}
-
-static bool append_hex(DBusMessageIter *dict, const char *key, const uint8_t *p, size_t n)
-{
-        _cleanup_(freep) char *hex = kms_hex_encode(p, n);
-
-        return hex && dict_add_str(dict, key, hex);
 }
 
 struct export_ctx {

@@ -85,14 +85,32 @@ void kms_sessions_sweep(struct kms_sessions *t, uint64_t now_ms)
         pthread_mutex_unlock(&t->lock);
 }
 
+/* The live sessions of uid (table locked; the sweep changes crypto only
+ * with the table's lock held). Expired entries kept for the grace period
+ * do not count. */
 static size_t count_uid(struct kms_sessions *t, uid_t uid)
 {
         size_t n = 0;
 
         for (unsigned b = 0; b < KMS_SESSION_BUCKETS; b++)
                 for (struct kms_session *s = t->buckets[b]; s; s = s->next)
-                        n += s->uid == uid;
+                        n += s->uid == uid && s->crypto;
         return n;
+}
+
+/* Make room: drop the entries of expired sessions before their grace
+ * period ends (table locked). */
+static void drop_expired(struct kms_sessions *t)
+{
+        for (unsigned b = 0; b < KMS_SESSION_BUCKETS; b++)
+                for (struct kms_session **link = &t->buckets[b]; *link;) {
+                        struct kms_session *s = *link;
+
+                        if (!s->crypto && s->refs == 0)
+                                unlink_session(t, link);
+                        else
+                                link = &s->next;
+                }
 }
 
 static struct kms_session **find(struct kms_sessions *t, const char *id)
@@ -126,6 +144,8 @@ int kms_sessions_add(struct kms_sessions *t, uid_t uid, const char *key_name, ui
         pthread_mutex_lock(&t->lock);
         if (t->n >= KMS_MAX_SESSIONS || count_uid(t, uid) >= KMS_MAX_SESSIONS_PER_UID)
                 sweep(t, now_ms);
+        if (t->n >= KMS_MAX_SESSIONS)
+                drop_expired(t);
         if (t->n >= KMS_MAX_SESSIONS)
                 r = -EDQUOT;
         else if (count_uid(t, uid) >= KMS_MAX_SESSIONS_PER_UID)
