@@ -122,3 +122,44 @@ uint64_t kms_now_mono_ms(void)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+bool kms_utf8_sanitize(char *s)
+{
+        unsigned char *p = (unsigned char *)s;
+        bool changed = false;
+
+        while (*p) {
+                unsigned n, cp;
+
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                if ((*p & 0xe0) == 0xc0) {
+                        n = 1;
+                        cp = *p & 0x1f;
+                } else if ((*p & 0xf0) == 0xe0) {
+                        n = 2;
+                        cp = *p & 0x0f;
+                } else if ((*p & 0xf8) == 0xf0) {
+                        n = 3;
+                        cp = *p & 0x07;
+                } else
+                        goto bad;
+                for (unsigned i = 1; i <= n; i++) {
+                        if ((p[i] & 0xc0) != 0x80)
+                                goto bad;
+                        cp = (cp << 6) | (p[i] & 0x3f);
+                }
+                /* Overlong forms, surrogates and beyond U+10FFFF are invalid. */
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        goto bad;
+                p += n + 1;
+                continue;
+        bad:
+                *p++ = '?';
+                changed = true;
+        }
+        return changed;
+}

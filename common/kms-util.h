@@ -61,6 +61,11 @@ int kms_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 /* Lower-case hex of len bytes into a newly allocated string (NULL on
  * allocation failure). */
 char *kms_hex_encode(const uint8_t *data, size_t len);
+/* Replace every byte of s that is not part of a valid UTF-8 sequence with
+ * '?', in place: strings that go into D-Bus messages must be valid UTF-8
+ * (libdbus aborts otherwise), and a "%.32s" may cut a character in half.
+ * Returns true if anything changed. */
+bool kms_utf8_sanitize(char *s);
 
 /* Decode exactly the hex string s (even length, [0-9a-fA-F]); returns 0,
  * -EINVAL or -ENOMEM. */

@@ -111,7 +111,7 @@ void kms_audit_format_time(int64_t ms, char *buf, size_t len)
 
 int kms_audit_canonical(const struct kms_audit_row *a, char *buf, size_t len)
 {
-        char num[64], when[40], prev[65];
+        char num[64], when[40];
         size_t off = 0;
         int r;
 
@@ -119,8 +119,6 @@ int kms_audit_canonical(const struct kms_audit_row *a, char *buf, size_t len)
                 return -ENOBUFS;
         buf[0] = '\0';
         kms_audit_format_time(a->time_ms, when, sizeof(when));
-        for (int i = 0; i < 32; i++)
-                snprintf(prev + 2 * i, 3, "%02x", a->prev[i]);
         snprintf(num, sizeof(num), "kmsd-audit-v1\t%llu\t", (unsigned long long)a->seq);
         r = put(buf, len, &off, num, strlen(num));
         if (r >= 0)
@@ -151,10 +149,6 @@ int kms_audit_canonical(const struct kms_audit_row *a, char *buf, size_t len)
                 r = put(buf, len, &off, "\t", 1);
         if (r >= 0)
                 r = put_text(buf, len, &off, a->details);
-        if (r >= 0)
-                r = put(buf, len, &off, "\t", 1);
-        if (r >= 0)
-                r = put(buf, len, &off, prev, 64);
         return r < 0 ? r : (int)off;
 }
 
@@ -172,21 +166,40 @@ const char *kms_audit_result_name(int r)
 
 /* ---- the writer --------------------------------------------------------- */
 
-static void chain(struct kms_audit *a, struct kms_audit_row *row)
+int kms_audit_body_hash(const struct kms_audit_row *row, uint8_t ret[32])
 {
         char canon[AUDIT_CANONICAL_MAX];
         unsigned int n = 0;
-        int len;
+        int len = kms_audit_canonical(row, canon, sizeof(canon));
+
+        if (len < 0)
+                return len;
+        return EVP_Digest(canon, (size_t)len, ret, &n, EVP_sha256(), NULL) ? 0 : -ENOMEM;
+}
+
+void kms_audit_link_hash(const uint8_t prev[32], const uint8_t body[32], uint8_t ret[32])
+{
+        uint8_t both[64];
+        unsigned int n = 0;
+
+        memcpy(both, prev, 32);
+        memcpy(both + 32, body, 32);
+        EVP_Digest(both, sizeof(both), ret, &n, EVP_sha256(), NULL);
+}
+
+/* Give row the next seq, link it to the head and make it the head. */
+static void chain(struct kms_audit *a, struct kms_audit_row *row)
+{
+        uint8_t body[32];
 
         row->seq = a->seq + 1;
         memcpy(row->prev, a->hash, 32);
-        len = kms_audit_canonical(row, canon, sizeof(canon));
-        if (len < 0) {
+        if (kms_audit_body_hash(row, body) < 0) {
                 /* Cannot happen with the column sizes; keep the chain whole. */
                 row->details[0] = '\0';
-                len = kms_audit_canonical(row, canon, sizeof(canon));
+                (void)kms_audit_body_hash(row, body);
         }
-        EVP_Digest(canon, (size_t)len, row->hash, &n, EVP_sha256(), NULL);
+        kms_audit_link_hash(row->prev, body, row->hash);
         a->seq = row->seq;
         memcpy(a->hash, row->hash, 32);
 }
@@ -194,10 +207,7 @@ static void chain(struct kms_audit *a, struct kms_audit_row *row)
 /* Fill row as a checkpoint after the current head and sign it. */
 static void make_checkpoint(struct kms_audit *a, struct kms_audit_row *row)
 {
-        char canon[AUDIT_CANONICAL_MAX];
-        uint8_t digest[32];
-        unsigned int n = 0;
-        int len, r = -ENOKEY;
+        int r = -ENOKEY;
         bool have_key;
 
         pthread_mutex_lock(&a->lock);
@@ -213,12 +223,11 @@ static void make_checkpoint(struct kms_audit *a, struct kms_audit_row *row)
         snprintf(row->details, sizeof(row->details), "records=%llu key=%s", (unsigned long long)(a->seq + 1),
                  have_key ? a->key_fingerprint : "none");
         chain(a, row);
-        len = kms_audit_canonical(row, canon, sizeof(canon));
-        if (have_key && len > 0) {
-                EVP_Digest(canon, (size_t)len, digest, &n, EVP_sha256(), NULL);
-                r = a->ops->sign(a->bw, a->key_id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, digest,
-                                 sizeof(digest), row->sig, &row->sig_len);
-        }
+        /* The record's hash is SHA-256(prev || body): an ECDSA-SHA256
+         * signature of that 64-byte message. */
+        if (have_key)
+                r = a->ops->sign(a->bw, a->key_id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, row->hash,
+                                 sizeof(row->hash), row->sig, &row->sig_len);
         if (r < 0) {
                 row->sig_len = 0;
                 log_error("audit: checkpoint seq %llu could not be signed: %s", (unsigned long long)row->seq,
@@ -515,6 +524,14 @@ static struct audit_entry *new_entry(const struct kms_audit_event *ev)
         row->version = ev->version;
         snprintf(row->result, sizeof(row->result), "%s", ev->result ? ev->result : "ok");
         snprintf(row->details, sizeof(row->details), "%s", ev->details ? ev->details : "");
+        /* Exported later in D-Bus strings: valid UTF-8 only, whatever a
+         * caller's argv[0] or a cut message held. */
+        kms_utf8_sanitize(row->kind);
+        kms_utf8_sanitize(row->exe);
+        kms_utf8_sanitize(row->operation);
+        kms_utf8_sanitize(row->key);
+        kms_utf8_sanitize(row->result);
+        kms_utf8_sanitize(row->details);
         return e;
 }
 

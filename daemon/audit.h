@@ -89,6 +89,10 @@ bool kms_audit_refusing(struct kms_daemon *d);
 /* The canonical form (docs/audit.md) of row into buf; its length, or
  * -ENOBUFS. Also used by the unit tests. */
 int kms_audit_canonical(const struct kms_audit_row *row, char *buf, size_t len);
+/* body = SHA-256 of the canonical form; a record's hash is
+ * SHA-256(prev || body) (docs/audit.md). */
+int kms_audit_body_hash(const struct kms_audit_row *row, uint8_t ret[32]);
+void kms_audit_link_hash(const uint8_t prev[32], const uint8_t body[32], uint8_t ret[32]);
 /* "2026-11-26T01:02:03.456Z" for Unix milliseconds. */
 void kms_audit_format_time(int64_t ms, char *buf, size_t len);
 /* The short name of a bus error ("NotFound" for ...Error.NotFound). */

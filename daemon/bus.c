@@ -117,6 +117,7 @@ static DBusHandlerResult reply_error(DBusConnection *c, DBusMessage *m, const ch
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
+        kms_utf8_sanitize(buf); /* libdbus aborts on invalid UTF-8 */
         if (dbus_message_get_no_reply(m))
                 return DBUS_HANDLER_RESULT_HANDLED;
         reply = dbus_message_new_error(m, name, buf);

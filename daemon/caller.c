@@ -8,6 +8,7 @@
 
 #include "daemon.h"
 #include "kms-log.h"
+#include "kms-util.h"
 
 #define KMS_CALLER_BUCKETS 256u
 #define KMS_CALLER_TIMEOUT_MS 5000
@@ -157,6 +158,7 @@ static int query(struct kms_daemon *d, const char *sender, struct kms_caller *re
          * says: once per connection, cached with the rest. */
         (void)kms_caller_resolve_groups(&c);
         caller_exe(c.pid, c.exe, sizeof(c.exe));
+        kms_utf8_sanitize(c.exe);
         *ret = c;
         return 0;
 }

@@ -800,6 +800,9 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         kms_key_version_record_clear(&v1);
         log_info("created key '%s' (%s) for uid %u", req->name, kms_algorithm_to_string(req->algorithm),
                  (unsigned)key.owner);
+        req->audit_version = 1;
+        snprintf(req->audit_details, sizeof(req->audit_details), "%s backend=%s owner=%u",
+                 kms_algorithm_to_string(req->algorithm), ops->name, (unsigned)key.owner);
         kms_bus_emit(d, KMS_SIGNAL_KEY_CREATED, DBUS_TYPE_STRING, &(const char *){ req->name }, DBUS_TYPE_UINT32,
                      &(dbus_uint32_t){ 1 }, DBUS_TYPE_INVALID);
 
@@ -2035,6 +2038,7 @@ static int export_one(const struct kms_audit_row *row, void *userdata)
         bool hide = strcmp(row->kind, "checkpoint") != 0 &&
                     ((req->until_ms && row->time_ms > req->until_ms) || (req->name[0] && strcmp(row->key, req->name) != 0));
         char when[40];
+        uint8_t body[32];
         bool ok;
 
         c->last_seq = row->seq;
@@ -2046,7 +2050,8 @@ static int export_one(const struct kms_audit_row *row, void *userdata)
         ok = dict_add_u64(&dict, "seq", row->seq);
         if (hide)
                 /* Left out on purpose: a stub keeps the chain checkable. */
-                ok = ok && dict_add_bool(&dict, "redacted", true) && append_hex(&dict, "hash", row->hash, 32);
+                ok = ok && dict_add_bool(&dict, "redacted", true) && append_hex(&dict, "prev", row->prev, 32) &&
+                     kms_audit_body_hash(row, body) >= 0 && append_hex(&dict, "body", body, 32);
         else {
                 kms_audit_format_time(row->time_ms, when, sizeof(when));
                 ok = ok && dict_add_str(&dict, "time", when) && dict_add_str(&dict, "kind", row->kind) &&

@@ -93,8 +93,11 @@ static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req,
                         dbus_message_unref(reply);
                 reply = NULL;
         } else if (!reply) {
-                reply = dbus_message_new_error(req->msg, kms_error_to_bus_name(r < 0 ? r : -EIO),
-                                               errmsg && *errmsg ? errmsg : "request failed");
+                char msg[KMS_ERRMSG_MAX];
+
+                snprintf(msg, sizeof(msg), "%s", errmsg && *errmsg ? errmsg : "request failed");
+                kms_utf8_sanitize(msg);
+                reply = dbus_message_new_error(req->msg, kms_error_to_bus_name(r < 0 ? r : -EIO), msg);
                 if (!reply)
                         log_error("out of memory building an error reply");
         }

@@ -37,8 +37,7 @@ static void test_canonical(void **state)
         struct kms_audit_row r;
         char buf[4096];
         const char *want = "kmsd-audit-v1\t42\t2026-11-26T01:02:10.123Z\trequest\t1000\t4242\t/usr/bin/kmsctl\tSign\t"
-                           "chat/alice\t2\tok\thash=sha256\t"
-                           "abababababababababababababababababababababababababababababababab";
+                           "chat/alice\t2\tok\thash=sha256";
 
         (void)state;
         fill(&r);
@@ -57,14 +56,42 @@ static void test_escaping(void **state)
         strcpy(r.key, "");
         r.version = 0;
         assert_true(kms_audit_canonical(&r, buf, sizeof(buf)) > 0);
-        assert_non_null(strstr(buf, "\tSign\t\t0\tok\ta\\\\b\\tc\\nd\\re\\x01f\\x7fg\t"));
-        /* The separators stay the only TABs: 13 fields. */
+        assert_non_null(strstr(buf, "\tSign\t\t0\tok\ta\\\\b\\tc\\nd\\re\\x01f\\x7fg"));
+        /* The separators stay the only TABs: 12 fields. */
         {
                 int tabs = 0;
                 for (const char *p = buf; *p; p++)
                         tabs += *p == '\t';
-                assert_int_equal(tabs, 12);
+                assert_int_equal(tabs, 11);
         }
+}
+
+/* hash = SHA-256(prev || SHA-256(canonical)), checked against OpenSSL's
+ * one-shot digest of the concatenation. */
+static void test_hash(void **state)
+{
+        struct kms_audit_row r;
+        uint8_t body[32], hash[32], want[32], msg[64];
+        char buf[4096];
+        unsigned int n = 0;
+        int len;
+
+        (void)state;
+        fill(&r);
+        len = kms_audit_canonical(&r, buf, sizeof(buf));
+        assert_true(len > 0);
+        assert_int_equal(kms_audit_body_hash(&r, body), 0);
+        EVP_Digest(buf, (size_t)len, want, &n, EVP_sha256(), NULL);
+        assert_memory_equal(body, want, 32);
+        kms_audit_link_hash(r.prev, body, hash);
+        memcpy(msg, r.prev, 32);
+        memcpy(msg + 32, body, 32);
+        EVP_Digest(msg, sizeof(msg), want, &n, EVP_sha256(), NULL);
+        assert_memory_equal(hash, want, 32);
+        /* prev matters */
+        r.prev[0] ^= 1;
+        kms_audit_link_hash(r.prev, body, want);
+        assert_memory_not_equal(hash, want, 32);
 }
 
 static void test_too_small(void **state)
@@ -101,7 +128,8 @@ static void test_time(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_canonical), cmocka_unit_test(test_escaping), cmocka_unit_test(test_too_small),
+                cmocka_unit_test(test_canonical), cmocka_unit_test(test_escaping), cmocka_unit_test(test_hash),
+                cmocka_unit_test(test_too_small),
                 cmocka_unit_test(test_result_names), cmocka_unit_test(test_time),
         };
 
