@@ -18,7 +18,7 @@
 #include "kms-util.h"
 
 #define AUDIT_CANONICAL_MAX 4096
-#define AUDIT_MAX_QUEUED 65536u
+#define AUDIT_MAX_QUEUED 16384u /* about 21 MiB of rows at most */
 #define AUDIT_LABEL "kmsd-audit#"
 
 struct audit_waiter {
