@@ -62,9 +62,8 @@ struct verify_state {
         uint64_t prev_line;
         char prev_hash[KMSCTL_AUDIT_HASH_HEX + 1];
         bool prev_is_signed_checkpoint;
-        bool prev_redacted;
 
-        uint64_t n_lines, n_stubs, n_checkpoints, n_unprotected;
+        uint64_t n_lines, n_stubs, n_checkpoints;
 };
 
 static int handle_option(int opt, const char *arg, void *userdata)
@@ -184,15 +183,15 @@ static const struct audit_key *find_key(const struct verify_state *s, const char
         return NULL;
 }
 
-/* Does sig (DER) verify over msg with key? */
-static bool signature_verifies(const struct audit_key *key, const uint8_t *sig, size_t sig_len, const char *msg,
+/* Does sig (DER) verify over msg with key (ECDSA with SHA-256)? */
+static bool signature_verifies(const struct audit_key *key, const uint8_t *sig, size_t sig_len, const uint8_t *msg,
                                size_t msg_len)
 {
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         bool ok;
 
         ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-             EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)msg, msg_len) == 1;
+             EVP_DigestVerify(ctx, sig, sig_len, msg, msg_len) == 1;
         EVP_MD_CTX_free(ctx);
         ERR_clear_error();
         return ok;
@@ -292,7 +291,7 @@ static bool record_from_object(const struct kmsctl_jsonl_object *o, struct kmsct
         static const char *const record_fields[] = {"seq",     "time",      "kind",     "uid",     "pid",
                                                     "exe",     "operation", "key",      "version", "result",
                                                     "details", "prev",      "signature"};
-        static const char *const stub_fields[] = {"seq", "redacted", "hash"};
+        static const char *const stub_fields[] = {"seq", "redacted", "prev", "body"};
         const struct kmsctl_jsonl_member *redacted = kmsctl_jsonl_get(o, "redacted");
         struct kmsctl_audit_record v = {0};
         const char *unknown;
@@ -314,10 +313,14 @@ static bool record_from_object(const struct kmsctl_jsonl_object *o, struct kmsct
                         snprintf(why, why_size, "\"redacted\" is not true");
                         return false;
                 }
-                if (!get_string(o, "hash", &v.hash, why, why_size))
+                if (!get_string(o, "prev", &v.prev, why, why_size) || !get_string(o, "body", &v.body, why, why_size))
                         return false;
-                if (!is_lower_hex(v.hash, KMSCTL_AUDIT_HASH_HEX)) {
-                        snprintf(why, why_size, "\"hash\" is not 64 lower-case hex digits");
+                if (!is_lower_hex(v.prev, KMSCTL_AUDIT_HASH_HEX)) {
+                        snprintf(why, why_size, "\"prev\" is not 64 lower-case hex digits");
+                        return false;
+                }
+                if (!is_lower_hex(v.body, KMSCTL_AUDIT_HASH_HEX)) {
+                        snprintf(why, why_size, "\"body\" is not 64 lower-case hex digits");
                         return false;
                 }
                 v.redacted = true;
@@ -418,13 +421,14 @@ static int report_gap(struct verify_state *s, const char *path, uint64_t seq)
 }
 
 /* Rules 2 and 3: seq goes up by one, prev is the hash of the line
- * before. Returns KMS_EXIT_OK or KMS_EXIT_FAILURE (printed). */
+ * before (for a stub as for a record). Returns KMS_EXIT_OK or
+ * KMS_EXIT_FAILURE (printed). */
 static int check_link(struct verify_state *s, const char *path, const struct kmsctl_audit_record *rec)
 {
         uint64_t next;
 
         if (!s->have_prev) {
-                if (!rec->redacted && rec->seq == 1 && strcmp(rec->prev, zero_hash) != 0) {
+                if (rec->seq == 1 && strcmp(rec->prev, zero_hash) != 0) {
                         printf("record seq 1 (line %" PRIu64 "): altered — its prev is not 64 zeros\n", s->line_no);
                         return KMS_EXIT_FAILURE;
                 }
@@ -441,8 +445,7 @@ static int check_link(struct verify_state *s, const char *path, const struct kms
                        s->prev_seq);
                 return KMS_EXIT_FAILURE;
         }
-        /* A stub's prev is unknown: its hash is taken as given. */
-        if (rec->redacted || strcmp(rec->prev, s->prev_hash) == 0)
+        if (strcmp(rec->prev, s->prev_hash) == 0)
                 return KMS_EXIT_OK;
         /* A record slipped in before the real one with the same seq? */
         if (next_seq(s, path, &next) > 0 && next == rec->seq) {
@@ -469,11 +472,11 @@ static bool checkpoint_details(const struct kmsctl_audit_record *rec, char ret[s
         return true;
 }
 
-/* Rule 4 for a checkpoint: its signature verifies with the key its
- * details name, which is one of the given keys. canonical is its
- * canonical form. Without keys only the shape is checked. */
-static int check_checkpoint(struct verify_state *s, const struct kmsctl_audit_record *rec, const char *canonical,
-                            size_t canonical_len)
+/* Rule 4 for a checkpoint: its signature (ECDSA P-256 with SHA-256 over
+ * the 64 bytes prev || body) verifies with the key its details name,
+ * which is one of the given keys. msg is prev || body. Without keys only
+ * the shape is checked. */
+static int check_checkpoint(struct verify_state *s, const struct kmsctl_audit_record *rec, const uint8_t msg[64])
 {
         _cleanup_(freep) uint8_t *sig = NULL;
         char fingerprint[KMSCTL_AUDIT_HASH_HEX + 1];
@@ -498,7 +501,7 @@ static int check_checkpoint(struct verify_state *s, const struct kmsctl_audit_re
         key = find_key(s, fingerprint);
         if (!key) {
                 for (size_t i = 0; i < s->n_keys; i++)
-                        if (signature_verifies(&s->keys[i], sig, sig_len, canonical, canonical_len)) {
+                        if (signature_verifies(&s->keys[i], sig, sig_len, msg, 64)) {
                                 printf("checkpoint seq %" PRIu64 " (line %" PRIu64
                                        "): signed with key %s but its details name key %s: forged\n",
                                        rec->seq, s->line_no, s->keys[i].fingerprint, fingerprint);
@@ -509,7 +512,7 @@ static int check_checkpoint(struct verify_state *s, const struct kmsctl_audit_re
                        rec->seq, s->line_no, fingerprint);
                 return KMS_EXIT_FAILURE;
         }
-        if (!signature_verifies(key, sig, sig_len, canonical, canonical_len)) {
+        if (!signature_verifies(key, sig, sig_len, msg, 64)) {
                 printf("checkpoint seq %" PRIu64 " (line %" PRIu64 "): signature does not verify: forged\n", rec->seq,
                        s->line_no);
                 return KMS_EXIT_FAILURE;
@@ -522,9 +525,8 @@ static int check_line(struct verify_state *s, const char *path, size_t len)
 {
         struct kmsctl_jsonl_object o;
         struct kmsctl_audit_record rec;
-        _cleanup_(freep) char *canonical = NULL;
-        char why[KMSCTL_JSONL_ERROR_MAX + 64], hash[KMSCTL_AUDIT_HASH_HEX + 1];
-        size_t canonical_len = 0;
+        char why[KMSCTL_JSONL_ERROR_MAX + 64], body[KMSCTL_AUDIT_HASH_HEX + 1], hash[KMSCTL_AUDIT_HASH_HEX + 1];
+        uint8_t msg[64];
         int r;
 
         r = kmsctl_jsonl_parse(s->line, len, &o, why, sizeof(why));
@@ -538,24 +540,19 @@ static int check_line(struct verify_state *s, const char *path, size_t len)
         r = check_link(s, path, &rec);
         if (r != KMS_EXIT_OK)
                 goto out;
-        if (rec.redacted) {
-                memcpy(hash, rec.hash, sizeof(hash));
+        /* body: a stub's given one, a record's from its fields; hash =
+         * SHA-256(prev || body). prev and body are 64 hex digits here. */
+        if (kmsctl_audit_body_hex(&rec, body) < 0 || kmsctl_audit_link_message(rec.prev, body, msg) < 0 ||
+            kmsctl_audit_sha256_hex(msg, sizeof(msg), hash) < 0) {
+                r = kmsctl_log_oom();
+                goto out;
+        }
+        if (rec.redacted)
                 s->n_stubs++;
-                /* The record before a stub is bound only by the stub's
-                 * prev, which the export does not show. */
-                if (s->have_prev && !s->prev_redacted && !s->prev_is_signed_checkpoint)
-                        s->n_unprotected++;
-        } else {
-                if (kmsctl_audit_canonical(&rec, &canonical, &canonical_len) < 0 ||
-                    kmsctl_audit_sha256_hex(canonical, canonical_len, hash) < 0) {
-                        r = kmsctl_log_oom();
+        else if (kmsctl_audit_is_checkpoint(&rec)) {
+                r = check_checkpoint(s, &rec, msg);
+                if (r != KMS_EXIT_OK)
                         goto out;
-                }
-                if (kmsctl_audit_is_checkpoint(&rec)) {
-                        r = check_checkpoint(s, &rec, canonical, canonical_len);
-                        if (r != KMS_EXIT_OK)
-                                goto out;
-                }
         }
         if (!s->have_prev)
                 s->first_seq = rec.seq;
@@ -563,7 +560,6 @@ static int check_line(struct verify_state *s, const char *path, size_t len)
         s->prev_seq = rec.seq;
         s->prev_line = s->line_no;
         s->prev_is_signed_checkpoint = kmsctl_audit_is_checkpoint(&rec) && rec.signature;
-        s->prev_redacted = rec.redacted;
         memcpy(s->prev_hash, hash, sizeof(hash));
         s->n_lines++;
 out:
@@ -607,11 +603,6 @@ static int verify_file(struct verify_state *s, const char *path)
                                 "rebuild a chain; give the audit public key (kmsctl audit pubkey) to check the "
                                 "checkpoints' signatures\n");
         }
-        if (s->n_unprotected > 0)
-                fprintf(stderr,
-                        "kmsctl: note: %" PRIu64 " record(s) are directly followed by a stub; the export does not "
-                        "show the stub's prev, so the chain does not bind those records\n",
-                        s->n_unprotected);
         return KMS_EXIT_OK;
 }
 

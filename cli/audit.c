@@ -32,7 +32,7 @@ const char *const kmsctl_audit_hints[] = {
 int kmsctl_audit_record_read(DBusMessageIter *it, struct kmsctl_audit_record *ret)
 {
         struct kmsctl_audit_record v = {
-                .hash = "",
+                .body = "",
                 .time = "",
                 .kind = "",
                 .exe = "",
@@ -46,7 +46,7 @@ int kmsctl_audit_record_read(DBusMessageIter *it, struct kmsctl_audit_record *re
         struct kmsctl_dict_field fields[] = {
                 {"seq", "t", &v.seq, true},
                 {"redacted", "b", &redacted, false},
-                {"hash", "s", &v.hash, false},
+                {"body", "s", &v.body, false},
                 {"time", "s", &v.time, false},
                 {"kind", "s", &v.kind, false},
                 {"uid", "u", &v.uid, false},
@@ -69,9 +69,13 @@ int kmsctl_audit_record_read(DBusMessageIter *it, struct kmsctl_audit_record *re
                 return r;
         v.redacted = redacted;
         if (v.redacted) {
-                if (!fields[2].found) {
-                        fprintf(stderr, "kmsctl: kmsd sent a redacted record (seq %" PRIu64 ") without 'hash'\n",
-                                v.seq);
+                /* A stub: prev and body, so that the records around it
+                 * stay bound. */
+                const char *missing = !fields[2].found ? "body" : !fields[13].found ? "prev" : NULL;
+
+                if (missing) {
+                        fprintf(stderr, "kmsctl: kmsd sent a redacted record (seq %" PRIu64 ") without '%s'\n", v.seq,
+                                missing);
                         return -EBADMSG;
                 }
                 v.signature = NULL;
@@ -133,7 +137,6 @@ int kmsctl_audit_canonical(const struct kmsctl_audit_record *rec, char **ret, si
         put_text(f, rec->result);
         fputc('\t', f);
         put_text(f, rec->details);
-        fprintf(f, "\t%s", rec->prev);
         if (ferror(f)) {
                 fclose(f);
                 free(buf);
@@ -164,6 +167,53 @@ int kmsctl_audit_sha256_hex(const void *data, size_t len, char ret[static KMSCTL
         return 0;
 }
 
+int kmsctl_audit_body_hex(const struct kmsctl_audit_record *rec, char ret[static KMSCTL_AUDIT_HASH_HEX + 1])
+{
+        _cleanup_(freep) char *canonical = NULL;
+        size_t len = 0;
+
+        if (rec->redacted) {
+                snprintf(ret, KMSCTL_AUDIT_HASH_HEX + 1, "%s", rec->body);
+                return 0;
+        }
+        if (kmsctl_audit_canonical(rec, &canonical, &len) < 0)
+                return -ENOMEM;
+        return kmsctl_audit_sha256_hex(canonical, len, ret);
+}
+
+static int hex_digit(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* Exactly 64 hex digits at s into 32 bytes. */
+static int hex32(const char *s, uint8_t ret[static 32])
+{
+        if (strlen(s) != KMSCTL_AUDIT_HASH_HEX)
+                return -EINVAL;
+        for (size_t i = 0; i < 32; i++) {
+                int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                ret[i] = (uint8_t)(hi << 4 | lo);
+        }
+        return 0;
+}
+
+int kmsctl_audit_link_message(const char *prev_hex, const char *body_hex, uint8_t ret[static 64])
+{
+        if (hex32(prev_hex, ret) < 0 || hex32(body_hex, ret + 32) < 0)
+                return -EINVAL;
+        return 0;
+}
+
 void kmsctl_audit_write_jsonl(FILE *f, const struct kmsctl_audit_record *rec)
 {
         struct kmsctl_json j;
@@ -173,7 +223,8 @@ void kmsctl_audit_write_jsonl(FILE *f, const struct kmsctl_audit_record *rec)
         kmsctl_json_field_uint(&j, "seq", rec->seq);
         if (rec->redacted) {
                 kmsctl_json_field_bool(&j, "redacted", true);
-                kmsctl_json_field_string(&j, "hash", rec->hash);
+                kmsctl_json_field_string(&j, "prev", rec->prev);
+                kmsctl_json_field_string(&j, "body", rec->body);
                 kmsctl_json_end_object(&j);
                 return;
         }
@@ -193,10 +244,11 @@ void kmsctl_audit_write_jsonl(FILE *f, const struct kmsctl_audit_record *rec)
         kmsctl_json_end_object(&j); /* ends the line */
 }
 
-/* The columns: docs/audit.md's fields, then the two of a stub. */
+/* The columns: docs/audit.md's fields, then the two that only a stub
+ * fills (a stub also fills seq and prev). */
 void kmsctl_audit_write_csv_header(FILE *f)
 {
-        fputs("seq,time,kind,uid,pid,exe,operation,key,version,result,details,prev,signature,redacted,hash\n", f);
+        fputs("seq,time,kind,uid,pid,exe,operation,key,version,result,details,prev,signature,redacted,body\n", f);
 }
 
 /* An RFC 4180 field. Text that a spreadsheet would take for a formula
@@ -223,8 +275,10 @@ static void csv_text(FILE *f, const char *s)
 void kmsctl_audit_write_csv(FILE *f, const struct kmsctl_audit_record *rec)
 {
         if (rec->redacted) {
-                fprintf(f, "%" PRIu64 ",,,,,,,,,,,,,true,", rec->seq);
-                csv_text(f, rec->hash);
+                fprintf(f, "%" PRIu64 ",,,,,,,,,,,", rec->seq);
+                csv_text(f, rec->prev);
+                fputs(",,true,", f);
+                csv_text(f, rec->body);
                 fputc('\n', f);
                 return;
         }

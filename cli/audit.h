@@ -1,6 +1,6 @@
 /* What the kmsctl audit commands share: the audit record of docs/audit.md
  * as kmsctl reads it from kmsd (ExportAudit) or from an export file, its
- * canonical form and hash, the JSON Lines and CSV writers, and the
+ * canonical form, body and hash, the JSON Lines and CSV writers, and the
  * ExportAudit call. */
 #pragma once
 
@@ -22,13 +22,13 @@
 #define KMSCTL_AUDIT_HASH_HEX 64u
 #define KMSCTL_AUDIT_VERSION_TAG "kmsd-audit-v1"
 
-/* One line of an export: a record, or a stub (redacted: only seq and
- * hash). Strings point into a D-Bus reply or a parsed line, which must
+/* One line of an export: a record, or a stub (redacted: only seq, prev
+ * and body). Strings point into a D-Bus reply or a parsed line, which must
  * outlive this; absent text fields are "". */
 struct kmsctl_audit_record {
         uint64_t seq;
         bool redacted;
-        const char *hash; /* stubs: the hash of the record left out */
+        const char *body; /* stubs: SHA-256 (hex) of the left-out record's canonical form */
         const char *time;
         const char *kind;
         uint32_t uid;
@@ -39,7 +39,7 @@ struct kmsctl_audit_record {
         uint32_t version;
         const char *result;
         const char *details;
-        const char *prev;
+        const char *prev;      /* records and stubs: the hash of the record before */
         const char *signature; /* checkpoints: hex DER; NULL otherwise */
 };
 
@@ -51,12 +51,23 @@ int kmsctl_audit_record_read(DBusMessageIter *it, struct kmsctl_audit_record *re
 bool kmsctl_audit_is_checkpoint(const struct kmsctl_audit_record *rec);
 
 /* The canonical form of a (non-redacted) record, as a new NUL-terminated
- * string (its length in *ret_len). Returns 0 or -ENOMEM. */
+ * string (its length in *ret_len): the 12 fields, without prev. Returns 0
+ * or -ENOMEM. */
 int kmsctl_audit_canonical(const struct kmsctl_audit_record *rec, char **ret, size_t *ret_len);
 
 /* SHA-256 of data as 64 lower-case hex digits plus NUL into ret (65
  * bytes). Returns 0 or -ENOMEM. */
 int kmsctl_audit_sha256_hex(const void *data, size_t len, char ret[static KMSCTL_AUDIT_HASH_HEX + 1]);
+
+/* body: SHA-256 (hex) of rec's canonical form; a stub's given body.
+ * Returns 0 or -ENOMEM. */
+int kmsctl_audit_body_hex(const struct kmsctl_audit_record *rec, char ret[static KMSCTL_AUDIT_HASH_HEX + 1]);
+
+/* The 64-byte message prev || body (raw bytes) from the two hex values,
+ * which must be 64 hex digits each: a record's hash is its SHA-256 (hex
+ * with kmsctl_audit_sha256_hex()), a checkpoint's signature is an
+ * ECDSA-SHA256 signature of it. Returns 0 or -EINVAL. */
+int kmsctl_audit_link_message(const char *prev_hex, const char *body_hex, uint8_t ret[static 64]);
 
 /* Write rec as one line of JSON Lines (docs/audit.md's field order) or
  * CSV to f; write errors show in ferror(f). */

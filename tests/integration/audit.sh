@@ -11,7 +11,11 @@
 #               record deleted, one inserted, two swapped, the last
 #               checkpoint removed or forged (another message's signature,
 #               a chain rebuilt and re-signed with another key)
-#   exports     --key, --until (stubs) and --since exports verify; CSV
+#   exports     --key, --until (stubs) and --since exports verify; a stub
+#               binds the record before it (altering that record shows);
+#               CSV
+#   openssl     the export's last checkpoint verifies with plain openssl,
+#               as docs/audit.md shows (prev || body, ECDSA-SHA256)
 #   secrets     no PIN, derived secret or plaintext in an export or kmsd's log
 #   tail        tail -n, tail -f (new records appear; SIGINT ends it with 0)
 #   failure     the state folder on a small tmpfs, filled up: signing is
@@ -20,7 +24,7 @@
 #               (needs root for mount; CI runs as root)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/harness.sh"
-kms_require openssl setpriv mount umount dd od
+kms_require openssl setpriv mount umount dd od basenc
 if ! "$KMS_PYTHON" -c 'from cryptography.hazmat.primitives.asymmetric import ec' 2>/dev/null; then
         echo "SKIP: $KMS_TEST_NAME needs python3-cryptography (scripts/deps installs it)"
         exit 77
@@ -147,7 +151,7 @@ lines = av.read_lines(src)
 recs = [json.loads(l) for l in lines]
 dump = lambda r: json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode()
 
-if op == "alter":  # alter LINE FIELD VALUE: one field changed
+if op == "alter":  # alter LINE FIELD VALUE: one field changed (a stub's too)
     i, f, v = int(args[0]) - 1, args[1], args[2]
     recs[i][f] = type(recs[i][f])(v)
     lines[i] = dump(recs[i])
@@ -177,12 +181,11 @@ elif op == "resign":  # resign LINE KEY [own]: LINE's details rewritten, the cha
     recs[i]["details"] = "rewritten"
     for j in range(i + 1, len(recs)):
         r = recs[j]
-        if not r.get("redacted"):
-            r["prev"] = av.record_hash(recs[j - 1])
+        r["prev"] = av.record_hash(recs[j - 1])  # records and stubs alike
         if r.get("kind") == "checkpoint":
             if len(args) > 2 and args[2] == "own":
                 r["details"] = "records=%d key=%s" % (r["seq"], hashlib.sha256(der).hexdigest())
-            r["signature"] = key.sign(av.canonical(r), ec.ECDSA(hashes.SHA256())).hex()
+            r["signature"] = key.sign(av.signed_message(r), ec.ECDSA(hashes.SHA256())).hex()
     lines = [dump(r) for r in recs]
 else:
     sys.exit("unknown tamper op " + op)
@@ -312,6 +315,35 @@ verify_both "without --pubkey" all.jsonl 0 "$LAST_SEQ records, chain intact, $(g
 check "audit pubkey --all" kmsctl audit pubkey --all --out all-keys.pem
 verify_both "with every audit key" all.jsonl 0 "$LAST_SEQ records, chain intact, $(grep -c '"kind":"checkpoint"' all.jsonl) checkpoints verified" all-keys.pem
 
+# The export's last checkpoint with plain openssl, as docs/audit.md
+# ("Checkpoints") shows: body = SHA-256 of the canonical form (built here
+# with printf; python only reads the JSON), the signature is ECDSA-SHA256
+# over the 64 bytes prev || body. Hex to bytes with coreutils' basenc.
+tail -n 1 all.jsonl >cp.json
+cpf() { kms_json cp.json "d[\"$1\"]"; }
+for f in kind exe operation key result details; do
+        [[ "$(cpf "$f")" != *[\\[:cntrl:]]* ]] || die "the checkpoint's $f needs canonical escaping: $(cat cp.json)"
+done
+printf 'kmsd-audit-v1\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(cpf seq)" "$(cpf time)" "$(cpf kind)" \
+        "$(cpf uid)" "$(cpf pid)" "$(cpf exe)" "$(cpf operation)" "$(cpf key)" "$(cpf version)" "$(cpf result)" \
+        "$(cpf details)" >cp.canonical
+PREV=$(cpf prev)
+BODY=$(openssl dgst -sha256 -binary cp.canonical | hex)
+SIGNATURE=$(cpf signature)
+expect_eq "the last checkpoint is the export's" "checkpoint $LAST_SEQ" "$(cpf kind) $(cpf seq)"
+printf '%s%s' "$PREV" "$BODY" | tr a-f A-F | basenc --base16 -d >msg.bin
+printf '%s' "$SIGNATURE" | tr a-f A-F | basenc --base16 -d >sig.der
+expect_eq "prev || body is 64 bytes" 64 "$(stat -c %s msg.bin)"
+run openssl dgst -sha256 -verify audit.pem -signature sig.der msg.bin
+[[ $KMS_RC == 0 && "$(cat "$KMS_OUT")" == "Verified OK" ]] &&
+        pass "openssl verifies checkpoint seq $LAST_SEQ over prev || body: Verified OK" ||
+        fail "openssl dgst -verify of checkpoint seq $LAST_SEQ: exit $KMS_RC: $(cat "$KMS_OUT" "$KMS_ERR")"
+flip msg.bin 40 msg-flipped.bin
+run openssl dgst -sha256 -verify audit.pem -signature sig.der msg-flipped.bin
+[[ $KMS_RC != 0 ]] && grep -q "Verification failure" "$KMS_OUT" "$KMS_ERR" &&
+        pass "openssl refuses a body with one bit flipped: Verification failure" ||
+        fail "openssl with a flipped body: exit $KMS_RC: $(cat "$KMS_OUT" "$KMS_ERR")"
+
 # A line in the middle that is an ordinary request, and the next one.
 N=$(line_of all.jsonl 'r["operation"] == "Verify"')
 tamper alter all.jsonl altered.jsonl "$N" result denied
@@ -397,14 +429,45 @@ for l in open(sys.argv[1]):
     if not r.get("redacted") and r["key"] != "audit/alice" and r["kind"] != "checkpoint":
         print(r["seq"], r["key"])' alice.jsonl)"
 run "$KMS_PYTHON" -c 'import json,sys; l=open(sys.argv[1]).readline(); print(l.strip())' alice.jsonl
-grep -Eq '^\{"seq":1,"redacted":true,"hash":"[0-9a-f]{64}"\}$' "$KMS_OUT" &&
-        pass "a stub is {seq, redacted, hash}: $(cat "$KMS_OUT")" || fail "first line of the --key export: $(cat "$KMS_OUT")"
+grep -Eq '^\{"seq":1,"redacted":true,"prev":"0{64}","body":"[0-9a-f]{64}"\}$' "$KMS_OUT" &&
+        pass "a stub is {seq, redacted, prev, body} (seq 1: prev 64 zeros): $(cat "$KMS_OUT")" ||
+        fail "first line of the --key export: $(cat "$KMS_OUT")"
+# A stub's prev and body are those of the full export's record: its hash
+# SHA-256(prev || body) is the prev of the next line there.
+expect_eq "the stubs' prev and body match the full export" "ok" "$("$KMS_PYTHON" - "$AV" alice.jsonl all.jsonl <<'PY'
+import json, os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+import audit_verify as av
+alice = [json.loads(l) for l in open(sys.argv[2])]
+full = {r["seq"]: r for r in map(json.loads, open(sys.argv[3]))}
+bad = [r["seq"] for r in alice if r.get("redacted") and r["seq"] in full and
+       (r["prev"] != full[r["seq"]]["prev"] or r["body"] != av.body(full[r["seq"]]) or
+        (r["seq"] + 1 in full and av.record_hash(r) != full[r["seq"] + 1]["prev"]))]
+print("bad seq %s" % bad[:5] if bad else "ok")
+PY
+)"
 verify_both "the --key export verifies" alice.jsonl 0 \
         "$ALICE_LINES records ($ALICE_STUBS stubs), chain intact, $(grep -c '"kind":"checkpoint"' alice.jsonl) checkpoints verified"
 N=$(line_of alice.jsonl 'r["operation"] == "Sign" and r["key"] == "audit/alice" and r["uid"] == 0')
 N2=$(line_of alice.jsonl 'r["kind"] == "checkpoint"')
 tamper delete alice.jsonl alice-deleted.jsonl "$N2"
 verify_both "a --key export missing a checkpoint" alice-deleted.jsonl 1 "record seq $N2 missing after line $((N2 - 1)): deleted"
+# The record right before a stub is bound by the stub's prev: altering it
+# shows (under the old rule, hash over a canonical form holding prev, such
+# a record was not bound at all).
+B=$("$KMS_PYTHON" -c '
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1])]
+print(next(i + 1 for i in range(len(rs) - 1)
+           if not rs[i].get("redacted") and rs[i]["kind"] != "checkpoint" and rs[i + 1].get("redacted")))' alice.jsonl) ||
+        die "no record directly before a stub in alice.jsonl"
+BSEQ=$(sed -n "${B}p" alice.jsonl | "$KMS_PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["seq"])')
+tamper alter alice.jsonl alice-altered.jsonl "$B" details "rewritten"
+verify_both "the record right before a stub altered" alice-altered.jsonl 1 \
+        "record seq $BSEQ (line $B): altered — its hash does not match the prev of seq $((BSEQ + 1))"
+tamper alter alice.jsonl alice-stub-body.jsonl "$((B + 1))" body "$(printf '%064d' 0)"
+verify_both "a stub's body changed" alice-stub-body.jsonl 1 \
+        "record seq $((BSEQ + 1)) (line $((B + 1))): altered — its hash does not match the prev of seq $((BSEQ + 2))"
 
 # --until: the time of a record in the middle; everything after becomes a stub.
 find_record all.jsonl 'r["operation"] == "Verify"' || die "no Verify record in all.jsonl"
@@ -442,13 +505,22 @@ expect_fail 2 "" kmsctl audit export --key 'bad name!' --out x.jsonl
 [[ ! -e x.jsonl ]] && pass "failed exports wrote no file" || fail "a failed export left x.jsonl"
 
 check "export --format csv" kmsctl audit export --format csv --out all.csv
-expect_eq "CSV header" "seq,time,kind,uid,pid,exe,operation,key,version,result,details,prev,signature,redacted,hash" \
+expect_eq "CSV header" "seq,time,kind,uid,pid,exe,operation,key,version,result,details,prev,signature,redacted,body" \
         "$(head -n1 all.csv)"
 expect_eq "CSV rows parse and number seq 1..N" "ok" "$("$KMS_PYTHON" -c '
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 ok = [int(r["seq"]) for r in rows] == list(range(1, len(rows) + 1)) and rows[-1]["kind"] == "checkpoint" and rows[-1]["signature"]
 print("ok" if ok else "bad")' all.csv)"
+check "export --key audit/alice --format csv" kmsctl audit export --key audit/alice --format csv --out alice.csv
+expect_eq "CSV stubs carry prev and body, and nothing else" "ok" "$("$KMS_PYTHON" -c '
+import csv, re, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="")))
+stubs = [r for r in rows if r["redacted"] == "true"]
+hexes = lambda r: all(re.fullmatch("[0-9a-f]{64}", r[k]) for k in ("prev", "body"))
+empty = lambda r: not any(v for k, v in r.items() if k not in ("seq", "prev", "redacted", "body"))
+ok = stubs and all(hexes(r) and empty(r) for r in stubs) and not any(r["body"] for r in rows if r["redacted"] != "true")
+print("ok" if ok else "bad: %s" % stubs[:2])' alice.csv)"
 
 # Access: the audit commands need the audit operation.
 expect_fail 3 "AccessDenied" as_nobody audit export --out nobody.jsonl

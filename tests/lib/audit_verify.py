@@ -8,7 +8,8 @@ verifier against itself. It shares no code with kmsctl.
 
 Prints what `kmsctl audit verify` prints (the same sentences) and exits 0
 (intact), 1 (broken) or 2 (usage). Imported as a module, it also gives the
-tests canonical() and record_hash() to build tampered exports with.
+tests canonical(), body(), signed_message() and record_hash() to build
+tampered exports with.
 """
 
 import hashlib
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 ZERO_HASH = "0" * 64
 RECORD_FIELDS = ("seq", "time", "kind", "uid", "pid", "exe", "operation", "key", "version", "result", "details",
                  "prev")
-STUB_FIELDS = ("seq", "redacted", "hash")
+STUB_FIELDS = ("seq", "redacted", "prev", "body")
 TEXT_FIELDS = ("kind", "exe", "operation", "key", "result", "details")
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -111,8 +112,9 @@ def check_record(obj):
             raise NotARecord('a stub with the field "%s"' % sorted(extra)[0])
         if obj["redacted"] is not True:
             raise NotARecord('"redacted" is not true')
-        if not HEX64_RE.match(_str(obj, "hash")):
-            raise NotARecord('"hash" is not 64 lower-case hex digits')
+        for k in ("prev", "body"):
+            if not HEX64_RE.match(_str(obj, k)):
+                raise NotARecord('"%s" is not 64 lower-case hex digits' % k)
         return obj
     extra = set(obj) - set(RECORD_FIELDS) - {"signature"}
     if extra:
@@ -154,22 +156,32 @@ def _escape(text):
 
 
 def canonical(rec):
-    """The canonical form (bytes) of a record dict."""
+    """The canonical form (bytes) of a record dict: 12 fields, no prev."""
     fields = [b"kmsd-audit-v1", str(rec["seq"]).encode(), rec["time"].encode("utf-8")]
     fields.append(_escape(rec["kind"]))
     fields += [str(rec["uid"]).encode(), str(rec["pid"]).encode()]
     fields += [_escape(rec["exe"]), _escape(rec["operation"]), _escape(rec["key"])]
     fields.append(str(rec["version"]).encode())
     fields += [_escape(rec["result"]), _escape(rec["details"])]
-    fields.append(rec["prev"].encode())
     return b"\t".join(fields)
 
 
-def record_hash(rec):
-    """The hash of a line: SHA-256 of a record's canonical form, or a stub's given hash."""
+def body(rec):
+    """A line's body (hex): SHA-256 of a record's canonical form, or a stub's given body."""
     if rec.get("redacted") is True:
-        return rec["hash"]
+        return rec["body"]
     return hashlib.sha256(canonical(rec)).hexdigest()
+
+
+def signed_message(rec):
+    """The 64 bytes prev || body of a line: its hash is their SHA-256, and a
+    checkpoint's signature is ECDSA P-256 with SHA-256 over them."""
+    return bytes.fromhex(rec["prev"]) + bytes.fromhex(body(rec))
+
+
+def record_hash(rec):
+    """The hash of a line (hex): SHA-256(prev || body), for records and stubs alike."""
+    return hashlib.sha256(signed_message(rec)).hexdigest()
 
 
 def load_keys(path):
@@ -215,11 +227,11 @@ def _seq_or_none(raw):
 
 
 def verify(lines, keys):
-    """Check the lines (bytes each); returns (records, stubs, checkpoints,
-    unprotected) or raises Broken with the message."""
+    """Check the lines (bytes each); returns (records, stubs, checkpoints)
+    or raises Broken with the message."""
     first_seq = prev = prev_hash = prev_line = None
-    prev_signed_checkpoint = prev_stub = False
-    n_stubs = n_checkpoints = n_unprotected = 0
+    prev_signed_checkpoint = False
+    n_stubs = n_checkpoints = 0
     for i, raw in enumerate(lines):
         line_no = i + 1
         try:
@@ -229,7 +241,7 @@ def verify(lines, keys):
         seq = rec["seq"]
         stub = rec.get("redacted") is True
         if prev is None:
-            if not stub and seq == 1 and rec["prev"] != ZERO_HASH:
+            if seq == 1 and rec["prev"] != ZERO_HASH:
                 raise Broken("record seq 1 (line %d): altered — its prev is not 64 zeros" % line_no)
         elif seq > prev + 1:
             # Deleted, or the first sign of a reordering: does a missing seq
@@ -251,7 +263,7 @@ def verify(lines, keys):
             raise Broken("line %d: seq %d again: inserted" % (line_no, seq))
         elif seq < prev:
             raise Broken("line %d: seq %d after seq %d: reordered" % (line_no, seq, prev))
-        elif not stub and rec["prev"] != prev_hash:
+        elif rec["prev"] != prev_hash:  # a stub's prev is checked like a record's
             if i + 1 < len(lines) and _seq_or_none(lines[i + 1]) == seq:
                 raise Broken("line %d: seq %d again: inserted" % (line_no + 1, seq))
             raise Broken("record seq %d (line %d): altered — its hash does not match the prev of seq %d" %
@@ -259,8 +271,6 @@ def verify(lines, keys):
 
         if stub:
             n_stubs += 1
-            if prev is not None and not prev_stub and not prev_signed_checkpoint:
-                n_unprotected += 1
         elif rec["kind"] == "checkpoint":
             where = "checkpoint seq %d (line %d)" % (seq, line_no)
             if "signature" not in rec:
@@ -272,7 +282,7 @@ def verify(lines, keys):
             if keys:
                 fp = m.group(2)
                 sig = bytes.fromhex(rec["signature"])
-                msg = canonical(rec)
+                msg = signed_message(rec)
                 if fp not in keys:
                     for other_fp, k in keys.items():
                         if _verifies(k, sig, msg):
@@ -285,13 +295,12 @@ def verify(lines, keys):
         if first_seq is None:
             first_seq = seq
         prev, prev_hash, prev_line = seq, record_hash(rec), line_no
-        prev_stub = stub
         prev_signed_checkpoint = not stub and rec["kind"] == "checkpoint" and "signature" in rec
     if prev is None:
         raise Broken("the export holds no records")
     if not prev_signed_checkpoint:
         raise Broken("the export does not end with a signed checkpoint: truncated, or its last checkpoint removed")
-    return len(lines), n_stubs, n_checkpoints, n_unprotected
+    return len(lines), n_stubs, n_checkpoints
 
 
 def read_lines(path):
@@ -333,7 +342,7 @@ def main(argv):
         print("audit_verify: %s" % e, file=sys.stderr)
         return 2
     try:
-        n, stubs, checkpoints, unprotected = verify(lines, keys)
+        n, stubs, checkpoints = verify(lines, keys)
     except Broken as e:
         print(e)
         return 1
@@ -342,8 +351,6 @@ def main(argv):
         print("%s, chain intact, %d checkpoints verified" % (head, checkpoints))
     else:
         print("%s, chain intact, %d checkpoints not checked (no --pubkey)" % (head, checkpoints))
-    if unprotected:
-        print("audit_verify: note: %d record(s) are directly followed by a stub" % unprotected, file=sys.stderr)
     return 0
 
 
