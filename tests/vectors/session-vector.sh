@@ -25,8 +25,11 @@ skip() {
         exit 77
 }
 command -v openssl >/dev/null || skip "openssl is not installed"
-command -v python3 >/dev/null || skip "python3 is not installed"
-python3 -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM' 2>/dev/null ||
+# Debian's python3 with python3-cryptography (scripts/deps), not whatever
+# python3 comes first in PATH.
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3) || skip "python3 is not installed"
+"$PY" -c 'from cryptography.hazmat.primitives.ciphers.aead import AESGCM' 2>/dev/null ||
         skip "python3-cryptography is not installed"
 
 tmp=$(mktemp -d)
@@ -95,7 +98,7 @@ message() {
         got[${m}_header]=$(printf '01%02x%016x%016x' "$dir" "$seq" "$ts")
         got[${m}_gcm_aad]=${got[${m}_header]}${got[${m}_aad]}
         local sealed
-        sealed=$(python3 - "$key" "${got[${m}_nonce]}" "${got[${m}_plaintext]}" "${got[${m}_gcm_aad]}" <<'EOF'
+        sealed=$("$PY" - "$key" "${got[${m}_nonce]}" "${got[${m}_plaintext]}" "${got[${m}_gcm_aad]}" <<'EOF'
 import sys
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 key, nonce, pt, aad = (bytes.fromhex(a) for a in sys.argv[1:5])
@@ -142,7 +145,7 @@ if [[ "$doc_block" != "$file_block" ]]; then
         fail=1
 fi
 for pem in "$alice" "$bob"; do
-        if ! python3 -c 'import sys; sys.exit(0 if open(sys.argv[1]).read() in open(sys.argv[2]).read() else 1)' \
+        if ! "$PY" -c 'import sys; sys.exit(0 if open(sys.argv[1]).read() in open(sys.argv[2]).read() else 1)' \
                 "$pem" "$doc"; then
                 echo "FAIL: docs/sessions.md does not quote $(basename "$pem") verbatim" >&2
                 fail=1
