@@ -13,6 +13,15 @@
  * rate is also shown as a fraction of the direct 2-thread rate, and the
  * project's target (kmsd at 8 clients >= 60% of it) is checked.
  *
+ * (c) TPM (tpm.c, with --tpm-direct and --tpm-key; run-bench.sh --tpm):
+ *     kmsd signing with a TPM key over D-Bus against two direct signers
+ *     on the same swtpm: a bare Esys_Sign loop and the project's TPM
+ *     backend in-process with kmsd's key. swtpm serves one connection at
+ *     a time, so the direct cases run in a process of their own
+ *     (--tpm-direct) while kmsd is stopped, and the D-Bus cases
+ *     (--tpm-key) in the main run, compared with the fastest direct rate
+ *     given by --tpm-reference.
+ *
  * Every signature is checked for success, and one signature of each path
  * is verified here against the key's public key (and, with --samples DIR,
  * written out for `openssl dgst -verify`), so a fast benchmark of
@@ -40,6 +49,9 @@
 #include "kms-pkcs11.h"
 #include "kms-util.h"
 #include "sessions.h"
+#ifdef KMS_BENCH_HAVE_TPM
+#include "tpm.h"
+#endif
 
 /* Caps on what the command line can make the benchmark start. */
 #define BENCH_MAX_THREADS 1024u
@@ -73,6 +85,14 @@ struct options {
         unsigned sessions, session_threads;
         const char *key_b;
         long kmsd_pid;
+        /* --tpm-direct: the direct TPM cases only, no bus (tpm.c) */
+        bool tpm_direct;
+        const char *tcti, *tpm_db, *key_id, *spki_file;
+        /* --tpm-key: kmsd's TPM signing over D-Bus */
+        const char *tpm_key;
+        unsigned tpm_clients[BENCH_MAX_CASES];
+        size_t n_tpm_clients;
+        double tpm_reference;
 };
 
 /* Latencies of one thread, in nanoseconds. */
@@ -129,6 +149,7 @@ struct run {
         /* direct path */
         struct kms_backend *backend;
         uint8_t id[KMS_KEY_ID_BYTES];
+        struct bench_tpm_esapi *esapi; /* the bare ESAPI signer (tpm.c) */
         /* D-Bus path */
         const char *bus_address;
         const char *key;
@@ -174,34 +195,31 @@ static void run_wait_start(struct thread *t)
 
 static unsigned bench_seconds;
 
-static void *direct_thread(void *arg)
-{
-        struct thread *t = arg;
-        struct run *run = t->run;
-        struct kms_backend_worker *w = NULL;
-        int r;
+/* One signature of bench_message's SHA-256 digest by a direct signer
+ * (signer: a backend worker, or the bare ESAPI signer). 0 or a negative
+ * errno; *ret_why may say more. */
+typedef int (*direct_sign_fn)(struct run *run, void *signer, const uint8_t digest[32],
+                              uint8_t sig[KMS_MAX_SIGNATURE_BYTES], size_t *ret_sig_len, const char **ret_why);
 
-        r = run->backend->ops->worker_open(run->backend, &w);
-        if (r < 0) {
-                run_error(run, "worker_open", strerror(-r), NULL);
-                t->errors++;
-        }
-        run_wait_start(t);
-        if (!w)
-                goto out;
+/* A direct case's loop, once the clock runs: sign until the deadline,
+ * counting errors under the name what. */
+static void direct_loop(struct thread *t, const char *what, direct_sign_fn sign, void *signer)
+{
+        struct run *run = t->run;
 
         for (;;) {
                 uint8_t digest[32], sig[KMS_MAX_SIGNATURE_BYTES];
+                const char *why = NULL;
                 size_t sig_len = 0;
                 uint64_t a = now_ns(), b;
+                int r;
 
                 r = kms_hash_compute(KMS_HASH_SHA256, bench_message, BENCH_MESSAGE_LEN, digest);
                 if (r >= 0)
-                        r = run->backend->ops->sign(w, run->id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, digest,
-                                                    sizeof(digest), sig, &sig_len);
+                        r = sign(run, signer, digest, sig, &sig_len, &why);
                 b = now_ns();
                 if (r < 0) {
-                        run_error(run, "sign", strerror(-r), NULL);
+                        run_error(run, what, strerror(-r), why);
                         t->errors++;
                 } else {
                         t->ops++;
@@ -216,12 +234,56 @@ static void *direct_thread(void *arg)
                         break; /* something is broken; do not spin */
         }
         t->end = now_ns();
-        run->backend->ops->worker_close(w);
-out:
+}
+
+static int backend_sign(struct run *run, void *signer, const uint8_t digest[32], uint8_t sig[KMS_MAX_SIGNATURE_BYTES],
+                        size_t *ret_sig_len, const char **ret_why)
+{
+        return run->backend->ops->sign(signer, run->id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, digest, 32, sig,
+                                       ret_sig_len);
+}
+
+/* The project's backend (PKCS#11, or the TPM's with --tpm-direct), one
+ * worker context per thread. */
+static void *direct_thread(void *arg)
+{
+        struct thread *t = arg;
+        struct run *run = t->run;
+        struct kms_backend_worker *w = NULL;
+        int r;
+
+        r = run->backend->ops->worker_open(run->backend, &w);
+        if (r < 0) {
+                run_error(run, "worker_open", strerror(-r), NULL);
+                t->errors++;
+        }
+        run_wait_start(t);
+        if (w) {
+                direct_loop(t, "sign", backend_sign, w);
+                run->backend->ops->worker_close(w);
+        }
         if (!t->end)
                 t->end = now_ns();
         return NULL;
 }
+
+#ifdef KMS_BENCH_HAVE_TPM
+static int esapi_sign(struct run *run, void *signer, const uint8_t digest[32], uint8_t sig[KMS_MAX_SIGNATURE_BYTES],
+                      size_t *ret_sig_len, const char **ret_why)
+{
+        return bench_tpm_esapi_sign(signer, digest, sig, ret_sig_len, ret_why);
+}
+
+/* The bare ESAPI loop: one thread, the signer's own context. */
+static void *esapi_thread(void *arg)
+{
+        struct thread *t = arg;
+
+        run_wait_start(t);
+        direct_loop(t, "Esys_Sign", esapi_sign, t->run->esapi);
+        return NULL;
+}
+#endif
 
 static DBusMessage *sign_call(const char *key)
 {
@@ -464,13 +526,15 @@ static DBusMessage *call_blocking(DBusConnection *c, DBusMessage *m, const char 
         return reply;
 }
 
-/* DescribeKey(name): the algorithm and versions[0].backend_id. */
-static int describe_key(DBusConnection *c, const char *name, uint8_t ret_id[KMS_KEY_ID_BYTES])
+/* DescribeKey(name): the algorithm (ec-p256 or an error),
+ * versions[0].backend_id and the backend the key is in ("pkcs11", "tpm"). */
+static int describe_key(DBusConnection *c, const char *name, uint8_t ret_id[KMS_KEY_ID_BYTES], char *ret_backend,
+                        size_t backend_size)
 {
         DBusMessage *m = dbus_message_new_method_call(KMS_BUS_NAME, KMS_BUS_PATH, KMS_BUS_INTERFACE, "DescribeKey");
         DBusMessage *reply;
         DBusMessageIter it, v, versions, first;
-        const char *alg = NULL, *hex = NULL;
+        const char *alg = NULL, *hex = NULL, *backend = NULL;
         _cleanup_(freep) uint8_t *id = NULL;
         size_t id_len = 0;
         int r = -EBADMSG;
@@ -490,6 +554,9 @@ static int describe_key(DBusConnection *c, const char *name, uint8_t ret_id[KMS_
                 r = -EINVAL;
                 goto out;
         }
+        if (!dict_find(&it, "backend", &v) || dbus_message_iter_get_arg_type(&v) != DBUS_TYPE_STRING)
+                goto out;
+        dbus_message_iter_get_basic(&v, &backend);
         if (!dict_find(&it, "versions", &versions) || dbus_message_iter_get_arg_type(&versions) != DBUS_TYPE_ARRAY)
                 goto out;
         dbus_message_iter_recurse(&versions, &first);
@@ -504,10 +571,12 @@ static int describe_key(DBusConnection *c, const char *name, uint8_t ret_id[KMS_
                 goto out;
         }
         memcpy(ret_id, id, KMS_KEY_ID_BYTES);
+        snprintf(ret_backend, backend_size, "%s", backend);
         r = 0;
 out:
         if (r == -EBADMSG)
-                fprintf(stderr, "kmsd-bench: DescribeKey reply (%s) lacks algorithm or versions[0].backend_id\n",
+                fprintf(stderr,
+                        "kmsd-bench: DescribeKey reply (%s) lacks algorithm, backend or versions[0].backend_id\n",
                         dbus_message_get_signature(reply));
         dbus_message_unref(reply);
         return r;
@@ -568,6 +637,32 @@ static int write_file(const char *dir, const char *name, const uint8_t *data, si
         return r;
 }
 
+/* Read a small file (a public key) whole; *ret is the caller's. */
+static int read_small_file(const char *path, uint8_t **ret, size_t *ret_len)
+{
+        uint8_t buf[8192];
+        size_t n;
+        FILE *f = fopen(path, "re");
+
+        if (!f) {
+                fprintf(stderr, "kmsd-bench: cannot read %s: %s\n", path, strerror(errno));
+                return -errno;
+        }
+        n = fread(buf, 1, sizeof(buf), f);
+        if (ferror(f) || !feof(f) || n == 0) {
+                fprintf(stderr, "kmsd-bench: %s is empty, unreadable or larger than %zu bytes\n", path, sizeof(buf));
+                fclose(f);
+                return -EINVAL;
+        }
+        fclose(f);
+        *ret = malloc(n);
+        if (!*ret)
+                return -ENOMEM;
+        memcpy(*ret, buf, n);
+        *ret_len = n;
+        return 0;
+}
+
 /* "1,8,64" → list; every value in [1, BENCH_MAX_THREADS]. */
 static int parse_list(const char *s, unsigned *list, size_t *ret_n)
 {
@@ -608,7 +703,19 @@ static void usage(FILE *out)
                      "  --session-threads T  client threads of the session load (default 8)\n"
                      "  --key-b NAME         the second key of the session pairs\n"
                      "  --kmsd-pid PID       report kmsd's resident memory (VmRSS) around the session load\n"
-                     "  --debug              log the PKCS#11 backend's debug messages to stderr\n"
+                     "  --tpm-key NAME       then sign with kmsd's TPM key NAME (ec-p256) over D-Bus\n"
+                     "  --tpm-clients L      client counts of the TPM D-Bus cases (default 1,8)\n"
+                     "  --tpm-reference R    the fastest direct rate (sig/s) of --tpm-direct, for the\n"
+                     "                       vs direct column of the TPM cases\n"
+                     "  --debug              log the backends' (and tpm2-tss's) debug messages to stderr\n"
+                     "\n"
+                     "       kmsd-bench --tpm-direct --tcti T --tpm-db FILE --key-id HEX --spki FILE [options]\n"
+                     "\n"
+                     "Only the direct TPM cases, with kmsd stopped (swtpm serves one connection at a\n"
+                     "time): a bare Esys_Sign loop with a key of its own, then the TPM backend in\n"
+                     "this process with kmsd's key (backend id HEX, public key FILE, DER) from kmsd's\n"
+                     "database FILE. --seconds, --direct-threads (the backend cases), --samples and\n"
+                     "--debug apply.\n"
                      "  --help               this text\n");
 }
 
@@ -631,6 +738,14 @@ static int parse_args(int argc, char **argv, struct options *o)
                 OPT_SESSION_THREADS,
                 OPT_KEY_B,
                 OPT_KMSD_PID,
+                OPT_TPM_DIRECT,
+                OPT_TCTI,
+                OPT_TPM_DB,
+                OPT_KEY_ID,
+                OPT_SPKI,
+                OPT_TPM_KEY,
+                OPT_TPM_CLIENTS,
+                OPT_TPM_REFERENCE,
         };
         static const struct option longopts[] = {
                 {"bus-address", required_argument, NULL, OPT_BUS_ADDRESS},
@@ -649,6 +764,14 @@ static int parse_args(int argc, char **argv, struct options *o)
                 {"session-threads", required_argument, NULL, OPT_SESSION_THREADS},
                 {"key-b", required_argument, NULL, OPT_KEY_B},
                 {"kmsd-pid", required_argument, NULL, OPT_KMSD_PID},
+                {"tpm-direct", no_argument, NULL, OPT_TPM_DIRECT},
+                {"tcti", required_argument, NULL, OPT_TCTI},
+                {"tpm-db", required_argument, NULL, OPT_TPM_DB},
+                {"key-id", required_argument, NULL, OPT_KEY_ID},
+                {"spki", required_argument, NULL, OPT_SPKI},
+                {"tpm-key", required_argument, NULL, OPT_TPM_KEY},
+                {"tpm-clients", required_argument, NULL, OPT_TPM_CLIENTS},
+                {"tpm-reference", required_argument, NULL, OPT_TPM_REFERENCE},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -661,6 +784,8 @@ static int parse_args(int argc, char **argv, struct options *o)
                 .clients = {1, 8, 64},
                 .n_clients = 3,
                 .session_threads = 8,
+                .tpm_clients = {1, 8},
+                .n_tpm_clients = 2,
         };
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
                 uint64_t v;
@@ -721,6 +846,31 @@ static int parse_args(int argc, char **argv, struct options *o)
                         }
                         o->kmsd_pid = (long)v;
                         break;
+                case OPT_TPM_DIRECT: o->tpm_direct = true; break;
+                case OPT_TCTI: o->tcti = optarg; break;
+                case OPT_TPM_DB: o->tpm_db = optarg; break;
+                case OPT_KEY_ID: o->key_id = optarg; break;
+                case OPT_SPKI: o->spki_file = optarg; break;
+                case OPT_TPM_KEY: o->tpm_key = optarg; break;
+                case OPT_TPM_CLIENTS:
+                        if (parse_list(optarg, o->tpm_clients, &o->n_tpm_clients) < 0) {
+                                fprintf(stderr, "kmsd-bench: --tpm-clients '%s' is not a list like 1,8 (each 1..%u)\n",
+                                        optarg, BENCH_MAX_THREADS);
+                                return -EINVAL;
+                        }
+                        break;
+                case OPT_TPM_REFERENCE: {
+                        char *end = NULL;
+
+                        errno = 0;
+                        o->tpm_reference = strtod(optarg, &end);
+                        if (errno != 0 || end == optarg || *end != '\0' || !(o->tpm_reference > 0) ||
+                            o->tpm_reference > 1e9) {
+                                fprintf(stderr, "kmsd-bench: --tpm-reference '%s' is not a rate in sig/s\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                }
                 case 'h': usage(stdout); exit(0);
                 default: return -EINVAL;
                 }
@@ -728,6 +878,19 @@ static int parse_args(int argc, char **argv, struct options *o)
         if (optind < argc) {
                 fprintf(stderr, "kmsd-bench: unexpected argument '%s'\n", argv[optind]);
                 return -EINVAL;
+        }
+#ifndef KMS_BENCH_HAVE_TPM
+        if (o->tpm_direct || o->tpm_key) {
+                fprintf(stderr, "kmsd-bench: built without TPM support (the kms-tpm target, libtss2-dev)\n");
+                return -EOPNOTSUPP;
+        }
+#endif
+        if (o->tpm_direct) {
+                if (!o->tcti || !o->tpm_db || !o->key_id || !o->spki_file) {
+                        fprintf(stderr, "kmsd-bench: --tpm-direct needs --tcti, --tpm-db, --key-id and --spki\n");
+                        return -EINVAL;
+                }
+                return 0;
         }
         if (o->sessions && !o->key_b) {
                 fprintf(stderr, "kmsd-bench: --sessions needs --key-b\n");
@@ -771,6 +934,156 @@ static bool check_sample(const char *what, const struct run *run, const uint8_t 
         return true;
 }
 
+#ifdef KMS_BENCH_HAVE_TPM
+/* --tpm-direct: the bare ESAPI loop (1 thread), then the TPM backend
+ * in-process with kmsd's key (--direct-threads). kmsd must not hold the
+ * TPM meanwhile. Returns the exit status. */
+static int main_tpm_direct(const struct options *o, struct run *run)
+{
+        _cleanup_(freep) uint8_t *spki = NULL, *esapi_spki = NULL, *id = NULL;
+        size_t spki_len = 0, esapi_spki_len = 0, id_len = 0;
+        struct result esapi, direct[BENCH_MAX_CASES];
+        const struct result *best;
+        bool ok = true;
+        int r;
+
+        if (kms_hex_decode(o->key_id, &id, &id_len) < 0 || id_len != KMS_KEY_ID_BYTES) {
+                fprintf(stderr, "kmsd-bench: --key-id '%s' is not %u bytes of hex\n", o->key_id, KMS_KEY_ID_BYTES);
+                return 2;
+        }
+        memcpy(run->id, id, KMS_KEY_ID_BYTES);
+        if (read_small_file(o->spki_file, &spki, &spki_len) < 0)
+                return 1;
+
+        printf("kmsd-bench: TPM ECDSA P-256 (SHA-256 of %zu bytes) on %s, key id %s, %u s per case\n",
+               BENCH_MESSAGE_LEN, o->tcti, o->key_id, o->seconds);
+        printf("%-18s %7s %9s %10s %9s %9s %7s %10s\n", "case", "threads", "sigs", "sig/s", "p50 ms", "p99 ms",
+               "errors", "vs esapi");
+        fflush(stdout);
+
+        /* (1) The bare ESAPI loop, with a key of its own. */
+        r = bench_tpm_esapi_open(o->tcti, &run->esapi, &esapi_spki, &esapi_spki_len);
+        if (r < 0)
+                return 1;
+        r = run_case(run, esapi_thread, 1, "direct esapi", &esapi);
+        bench_tpm_esapi_close(run->esapi);
+        run->esapi = NULL;
+        if (r < 0) {
+                fprintf(stderr, "kmsd-bench: %s\n", strerror(-r));
+                return 1;
+        }
+        print_result(&esapi, NULL);
+        best = &esapi;
+        if (esapi.errors > 0 || esapi.ops == 0 || !check_sample("direct esapi", run, esapi_spki, esapi_spki_len))
+                ok = false;
+        else if (o->samples_dir && (write_file(o->samples_dir, "tpm-esapi.sig", run->sample, run->sample_len) < 0 ||
+                                    write_file(o->samples_dir, "tpm-esapi-pub.der", esapi_spki, esapi_spki_len) < 0))
+                ok = false;
+
+        /* (2) The TPM backend in this process, with kmsd's key. */
+        r = bench_tpm_backend_open(o->tcti, o->tpm_db, &run->backend);
+        if (r < 0)
+                return 1;
+        for (size_t i = 0; i < o->n_direct; i++) {
+                r = run_case(run, direct_thread, o->direct_threads[i], "direct kms-tpm", &direct[i]);
+                if (r < 0) {
+                        fprintf(stderr, "kmsd-bench: %s\n", strerror(-r));
+                        ok = false;
+                        break;
+                }
+                print_result(&direct[i], &esapi);
+                if (direct[i].errors > 0 || direct[i].ops == 0)
+                        ok = false;
+                if (direct[i].rate > best->rate)
+                        best = &direct[i];
+                if (i == 0) {
+                        if (!check_sample("direct kms-tpm", run, spki, spki_len))
+                                ok = false;
+                        else if (o->samples_dir &&
+                                 write_file(o->samples_dir, "tpm-direct.sig", run->sample, run->sample_len) < 0)
+                                ok = false;
+                }
+        }
+        run->backend->ops->free(run->backend);
+        run->backend = NULL;
+
+        if (o->samples_dir && write_file(o->samples_dir, "data.bin", bench_message, BENCH_MESSAGE_LEN) < 0)
+                ok = false;
+        /* One TPM connection serves one command at a time; a second
+         * thread only overlaps the work around it. The fastest case is
+         * what this TPM does for one client: kmsd's reference. */
+        printf("reference: %s with %u thread%s, %.1f sig/s (the fastest direct case)\n", best->what, best->threads,
+               best->threads == 1 ? "" : "s", best->rate);
+        if (!ok)
+                printf("result: INVALID (errors or an unverifiable signature; see above)\n");
+        fflush(stdout);
+        return ok ? 0 : 1;
+}
+
+/* --tpm-key: kmsd signing with its TPM key over D-Bus, each client count
+ * of --tpm-clients, against the ESAPI rate of --tpm-reference. */
+static bool run_tpm_dbus(const struct options *o, struct run *run)
+{
+        _cleanup_(freep) uint8_t *spki = NULL;
+        const struct result ref = {.what = "direct", .threads = 1, .rate = o->tpm_reference};
+        uint8_t id[KMS_KEY_ID_BYTES];
+        char backend[16] = "";
+        struct result res;
+        size_t spki_len = 0;
+        DBusConnection *ctl;
+        DBusError err;
+        bool ok = true;
+        int r;
+
+        dbus_error_init(&err);
+        ctl = bus_open(o->bus_address, &err);
+        if (!ctl) {
+                fprintf(stderr, "kmsd-bench: cannot connect to %s: %s\n", o->bus_address,
+                        err.message ? err.message : "?");
+                dbus_error_free(&err);
+                return false;
+        }
+        r = describe_key(ctl, o->tpm_key, id, backend, sizeof(backend));
+        if (r >= 0)
+                r = get_public_key(ctl, o->tpm_key, &spki, &spki_len);
+        bus_close(ctl);
+        if (r < 0)
+                return false;
+        if (strcmp(backend, "tpm") != 0) {
+                fprintf(stderr, "kmsd-bench: --tpm-key %s is a key of the %s backend, not of the TPM\n", o->tpm_key,
+                        backend);
+                return false;
+        }
+        printf("TPM key %s through kmsd%s\n", o->tpm_key,
+               o->tpm_reference > 0 ? "; vs direct: of the fastest direct TPM case (--tpm-reference)" : "");
+        fflush(stdout);
+        run->key = o->tpm_key;
+        for (size_t i = 0; i < o->n_tpm_clients; i++) {
+                r = run_case(run, dbus_thread, o->tpm_clients[i], "kmsd tpm (D-Bus)", &res);
+                if (r < 0) {
+                        fprintf(stderr, "kmsd-bench: %s\n", strerror(-r));
+                        ok = false;
+                        break;
+                }
+                print_result(&res, o->tpm_reference > 0 ? &ref : NULL);
+                if (res.errors > 0 || res.ops == 0)
+                        ok = false;
+                if (i == 0) {
+                        if (!check_sample("kmsd tpm", run, spki, spki_len))
+                                ok = false;
+                        else if (o->samples_dir &&
+                                 (write_file(o->samples_dir, "tpm-dbus.sig", run->sample, run->sample_len) < 0 ||
+                                  write_file(o->samples_dir, "tpm-pub.der", spki, spki_len) < 0))
+                                ok = false;
+                }
+        }
+        run->key = o->key;
+        if (o->tpm_reference > 0)
+                printf("tpm reference: the fastest direct TPM case, %.1f sig/s\n", o->tpm_reference);
+        return ok;
+}
+#endif
+
 int main(int argc, char **argv)
 {
         struct options o;
@@ -783,7 +1096,7 @@ int main(int argc, char **argv)
         _cleanup_(freep) uint8_t *spki = NULL;
         _cleanup_(freep) char *id_hex = NULL;
         size_t spki_len = 0;
-        char errbuf[512] = "";
+        char errbuf[512] = "", backend[16] = "";
         bool ok = true, target_met = false, target_known = false;
         int r;
 
@@ -801,6 +1114,16 @@ int main(int argc, char **argv)
         pthread_mutex_init(&run.lock, NULL);
         run.bus_address = o.bus_address;
         run.key = o.key;
+#ifdef KMS_BENCH_HAVE_TPM
+        /* tpm2-tss prints every TPM answer it dislikes on stderr. */
+        if (!o.debug)
+                setenv("TSS2_LOG", "all+NONE", 0);
+        if (o.tpm_direct) {
+                r = main_tpm_direct(&o, &run);
+                pthread_mutex_destroy(&run.lock);
+                return r;
+        }
+#endif
 
         /* The key's CKA_ID and public key, from kmsd. */
         dbus_error_init(&err);
@@ -811,12 +1134,18 @@ int main(int argc, char **argv)
                 dbus_error_free(&err);
                 return 1;
         }
-        r = describe_key(ctl, o.key, run.id);
+        r = describe_key(ctl, o.key, run.id, backend, sizeof(backend));
         if (r >= 0)
                 r = get_public_key(ctl, o.key, &spki, &spki_len);
         bus_close(ctl);
         if (r < 0)
                 return 1;
+        if (strcmp(backend, "pkcs11") != 0) {
+                fprintf(stderr,
+                        "kmsd-bench: --key %s is a key of the %s backend; the direct cases need a PKCS#11 key\n", o.key,
+                        backend);
+                return 1;
+        }
         id_hex = kms_hex_encode(run.id, sizeof(run.id));
 
         printf("kmsd-bench: ECDSA P-256 (SHA-256 of %zu bytes), key %s, CKA_ID %s, %u s per case\n", BENCH_MESSAGE_LEN,
@@ -883,6 +1212,11 @@ int main(int argc, char **argv)
                                 bus[i].errors == 0 && 100.0 * bus[i].rate / ref->rate >= (double)BENCH_TARGET_PERCENT;
                 }
         }
+
+#ifdef KMS_BENCH_HAVE_TPM
+        if (o.tpm_key && !run_tpm_dbus(&o, &run))
+                ok = false;
+#endif
 
         if (o.sessions) {
                 _cleanup_(freep) uint8_t *spki_b = NULL;

@@ -5,6 +5,13 @@
 # signature of each path with `openssl dgst -verify`, and stops exactly the
 # processes it started (by pid). See docs/benchmark.md.
 #
+# --tpm adds the TPM: a swtpm on free loopback ports (state in the folder),
+# [tpm] in kmsd.conf and the TPM key bench/tpm-p256 (ec-p256). swtpm serves
+# one connection at a time, so kmsd is stopped while kmsd-bench
+# --tpm-direct runs the direct cases (a bare Esys_Sign loop, then the TPM
+# backend in-process with kmsd's key), then started again for the D-Bus
+# cases (--tpm-clients), reported against the fastest direct case.
+#
 # Exit: kmsd-bench's status (0 ok, 1 errors, 3 target missed with
 # --require-target), 1 if set-up or verification failed, 2 usage, 77 if a
 # tool is missing (ctest counts that as skipped).
@@ -27,6 +34,9 @@ debug=0
 key=bench/p256
 key_b=bench/peer
 sessions=1000
+tpm=0
+tpm_clients=1,8
+tpm_key=bench/tpm-p256
 
 usage() {
     cat <<EOF
@@ -39,6 +49,9 @@ Usage: $0 [options]
   --kmsd PATH, --kmsctl PATH, --bench PATH   the binaries, one by one
   --require-target     fail (exit 3) if kmsd at 8 clients is below 60% of direct 2-thread
   --sessions N         session load test with N sessions open (default 1000; 0: none)
+  --tpm                also TPM signing against a swtpm: direct ESAPI loop, the TPM
+                       backend in-process, and kmsd over D-Bus (needs swtpm)
+  --tpm-clients L      D-Bus client counts of the TPM cases (default 1,8)
   --keep               keep the temporary folder (logs, samples) and print its path
   --debug              kmsd and kmsd-bench log at debug level (kmsd.log in the folder)
 EOF
@@ -56,6 +69,8 @@ while [ $# -gt 0 ]; do
     --bench) bench=$2; shift 2 ;;
     --require-target) require_target=1; shift ;;
     --sessions) sessions=$2; shift 2 ;;
+    --tpm) tpm=1; shift ;;
+    --tpm-clients) tpm_clients=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --debug) debug=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -93,10 +108,17 @@ for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so /usr/
     if [ -f "$m" ]; then module=$m; break; fi
 done
 [ -n "$module" ] || skip "libsofthsm2.so not found"
+if [ "$tpm" = 1 ]; then
+    for tool in swtpm python3; do
+        command -v "$tool" >/dev/null || skip "$tool is not installed (needed by --tpm)"
+    done
+    "$bench" --help 2>/dev/null | grep -q -- --tpm-direct || skip "kmsd-bench was built without TPM support"
+fi
 
 tmp=$(mktemp -d /tmp/kmsd-bench.XXXXXX)
 dbus_pid=""
 kmsd_pid=""
+swtpm_pid=""
 
 stop_pid() { # pid: TERM, wait up to 5 s, then KILL; only our own children
     local pid=$1
@@ -113,6 +135,7 @@ stop_pid() { # pid: TERM, wait up to 5 s, then KILL; only our own children
 cleanup() {
     local rc=$?
     stop_pid "$kmsd_pid"
+    stop_pid "$swtpm_pid"
     stop_pid "$dbus_pid"
     if [ "$keep" = 1 ]; then
         echo "run-bench.sh: kept $tmp" >&2
@@ -182,6 +205,53 @@ for _ in $(seq 100); do
 done
 [ -S "$tmp/bus" ] || fail "dbus-daemon did not create $tmp/bus"
 
+# --- swtpm (--tpm) --------------------------------------------------------
+# As tests/lib/swtpm.sh does: two consecutive free ports on 127.0.0.1
+# (server, control), ready when the control port accepts (the server port
+# is left alone: swtpm serves one client at a time).
+tcti=""
+if [ "$tpm" = 1 ]; then
+    mkdir -m 700 "$tmp/swtpm"
+    for _ in $(seq 10); do
+        port=$(python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randrange(20000, 60000, 2)
+    try:
+        for q in (p, p + 1):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", q))
+            finally:
+                s.close()
+    except OSError:
+        continue
+    print(p)
+    break')
+        [ -n "$port" ] || fail "no free pair of TCP ports on 127.0.0.1 for swtpm"
+        swtpm socket --tpm2 --tpmstate "dir=$tmp/swtpm" \
+            --server "type=tcp,port=$port,bindaddr=127.0.0.1" \
+            --ctrl "type=tcp,port=$((port + 1)),bindaddr=127.0.0.1" \
+            --flags not-need-init,startup-clear </dev/null >>"$tmp/swtpm.log" 2>&1 &
+        swtpm_pid=$!
+        for _ in $(seq 100); do
+            kill -0 "$swtpm_pid" 2>/dev/null || break
+            if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' \
+                $((port + 1)) 2>/dev/null; then
+                tcti="swtpm:host=127.0.0.1,port=$port"
+                break
+            fi
+            sleep 0.1
+        done
+        [ -n "$tcti" ] && break
+        stop_pid "$swtpm_pid" # a port taken meanwhile: another pair
+        swtpm_pid=""
+    done
+    [ -n "$tcti" ] || fail "swtpm did not start: $(cat "$tmp/swtpm.log")"
+    # tpm2-tss prints every TPM error on stderr (kmsd and kmsd-bench quiet it too).
+    [ "$debug" = 1 ] || export TSS2_LOG=all+NONE
+fi
+
 # --- kmsd -----------------------------------------------------------------
 cat >"$tmp/kmsd.conf" <<EOF
 [daemon]
@@ -196,24 +266,64 @@ module = $module
 token_label = $label
 pin_file = $tmp/pin
 EOF
-"$kmsd" --config "$tmp/kmsd.conf" >"$tmp/kmsd.log" 2>&1 &
-kmsd_pid=$!
-ready=0
-for _ in $(seq 200); do
-    kill -0 "$kmsd_pid" 2>/dev/null || fail "kmsd exited during start-up"
-    if busctl --address="$addr" call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 org.kmsd.KeyManager1 \
-        GetStatus >/dev/null 2>&1; then
-        ready=1
-        break
-    fi
-    sleep 0.05
-done
-[ "$ready" = 1 ] || fail "kmsd did not answer GetStatus within 10 s"
+if [ "$tpm" = 1 ]; then
+    printf '\n[tpm]\nenable = yes\ntcti = %s\n' "$tcti" >>"$tmp/kmsd.conf"
+fi
+start_kmsd() {
+    local ready=0
+    "$kmsd" --config "$tmp/kmsd.conf" >>"$tmp/kmsd.log" 2>&1 &
+    kmsd_pid=$!
+    for _ in $(seq 200); do
+        kill -0 "$kmsd_pid" 2>/dev/null || fail "kmsd exited during start-up"
+        if busctl --address="$addr" call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 org.kmsd.KeyManager1 \
+            GetStatus >/dev/null 2>&1; then
+            ready=1
+            break
+        fi
+        sleep 0.05
+    done
+    [ "$ready" = 1 ] || fail "kmsd did not answer GetStatus within 10 s"
+}
+start_kmsd
+
+# backend_id NAME: versions[0].backend_id of a key (DescribeKey), or "".
+backend_id() {
+    busctl --address="$addr" --json=short call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 \
+        org.kmsd.KeyManager1 DescribeKey s "$1" 2>/dev/null |
+        grep -o '"backend_id":{"type":"s","data":"[0-9a-f]*"' | head -n 1 | grep -o '[0-9a-f]*"$' | tr -d '"' || true
+}
 
 for k in "$key" "$key_b"; do
     KMSD_BUS_ADDRESS="$addr" "$kmsctl" key create "$k" --algorithm ec-p256 --usage sign,derive >"$tmp/kmsctl.log" 2>&1 ||
         fail "kmsctl key create $k --algorithm ec-p256 --usage sign,derive failed: $(cat "$tmp/kmsctl.log")"
 done
+
+# --- the TPM's direct cases (--tpm), with kmsd stopped --------------------
+tpm_ref=""
+if [ "$tpm" = 1 ]; then
+    busctl --address="$addr" call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 org.kmsd.KeyManager1 \
+        CreateKey 'ssa{sv}' "$tpm_key" ec-p256 1 backend s tpm >"$tmp/kmsctl.log" 2>&1 ||
+        fail "CreateKey $tpm_key (ec-p256, backend tpm) failed: $(cat "$tmp/kmsctl.log")"
+    tpm_id=$(backend_id "$tpm_key")
+    [ -n "$tpm_id" ] || fail "no backend_id for $tpm_key"
+    KMSD_BUS_ADDRESS="$addr" "$kmsctl" key public "$tpm_key" --der --out "$tmp/samples/tpm-key.der" \
+        >"$tmp/kmsctl.log" 2>&1 || fail "kmsctl key public $tpm_key failed: $(cat "$tmp/kmsctl.log")"
+    stop_pid "$kmsd_pid"
+    kmsd_pid=""
+    echo "run-bench.sh: TPM: swtpm on $tcti ($(swtpm --version 2>/dev/null | head -n 1 || echo '?')); kmsd stopped for the direct cases"
+    targs=(--tpm-direct --tcti "$tcti" --tpm-db "$tmp/state/kmsd.db" --key-id "$tpm_id"
+        --spki "$tmp/samples/tpm-key.der" --seconds "$seconds" --samples "$tmp/samples")
+    [ -n "$direct_threads" ] && targs+=(--direct-threads "$direct_threads")
+    [ "$debug" = 1 ] && targs+=(--debug)
+    trc=0
+    "$bench" "${targs[@]}" >"$tmp/tpm-direct.out" || trc=$?
+    cat "$tmp/tpm-direct.out"
+    [ "$trc" = 0 ] || fail "kmsd-bench --tpm-direct failed (exit $trc)"
+    tpm_ref=$(sed -n 's/^reference: .* thread.*, \([0-9.]*\) sig\/s (the fastest direct case)$/\1/p' "$tmp/tpm-direct.out")
+    [ -n "$tpm_ref" ] || fail "kmsd-bench --tpm-direct printed no reference rate"
+    start_kmsd
+    echo
+fi
 
 # --- the benchmark --------------------------------------------------------
 echo "run-bench.sh: kmsd with $workers workers, $(nproc) CPUs, SoftHSMv2 $(softhsm2-util --version 2>/dev/null || echo '?')"
@@ -224,6 +334,7 @@ args=(--bus-address "$addr" --key "$key" --module "$module" --token-label "$labe
 [ "$require_target" = 1 ] && args+=(--require-target)
 [ "$debug" = 1 ] && args+=(--debug)
 [ "$sessions" != 0 ] && args+=(--sessions "$sessions" --key-b "$key_b" --kmsd-pid "$kmsd_pid")
+[ "$tpm" = 1 ] && args+=(--tpm-key "$tpm_key" --tpm-clients "$tpm_clients" --tpm-reference "$tpm_ref")
 bench_rc=0
 "$bench" "${args[@]}" || bench_rc=$?
 if [ "$bench_rc" != 0 ] && [ "$bench_rc" != 3 ]; then
@@ -241,9 +352,7 @@ done
 pubkey="$s/pub.der"
 source="kmsd GetPublicKey"
 if command -v pkcs11-tool >/dev/null; then
-    id=$(busctl --address="$addr" --json=short call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 \
-        org.kmsd.KeyManager1 DescribeKey s "$key" 2>/dev/null |
-        grep -o '"backend_id":{"type":"s","data":"[0-9a-f]*"' | head -n 1 | grep -o '[0-9a-f]*"$' | tr -d '"') || id=""
+    id=$(backend_id "$key")
     if [ -n "$id" ] && pkcs11-tool --module "$module" --token-label "$label" --read-object --type pubkey \
         --id "$id" -o "$s/token-pub.der" >/dev/null 2>&1 &&
         openssl pkey -pubin -inform DER -in "$s/token-pub.der" -noout 2>/dev/null; then
@@ -262,4 +371,40 @@ for path in direct dbus; do
     fi
 done
 echo "run-bench.sh: openssl verified one direct and one kmsd signature with the public key from $source"
+
+# The TPM's signatures: the ESAPI loop's with the key it made; the
+# backend's and kmsd's with the TPM key, whose public key comes from the
+# TPM's own public area in kmsd's database (tpm2_print) when tpm2-tools
+# and sqlite3 are there, and must equal kmsd's.
+if [ "$tpm" = 1 ]; then
+    for f in tpm-esapi.sig tpm-esapi-pub.der tpm-direct.sig tpm-dbus.sig tpm-pub.der; do
+        [ -s "$s/$f" ] || fail "kmsd-bench wrote no $f"
+    done
+    cmp -s "$s/tpm-pub.der" "$s/tpm-key.der" || fail "GetPublicKey and kmsctl key public differ for $tpm_key"
+    tpub="$s/tpm-pub.der"
+    source="kmsd GetPublicKey"
+    if command -v sqlite3 >/dev/null && command -v tpm2_print >/dev/null &&
+        sqlite3 "$tmp/state/kmsd.db" \
+            "SELECT writefile('$s/tpm-public.bin', public) FROM tpm_keys WHERE lower(hex(id)) = '$tpm_id'" \
+            >/dev/null 2>&1 && [ -s "$s/tpm-public.bin" ] &&
+        tpm2_print -t TPM2B_PUBLIC -f pem "$s/tpm-public.bin" >"$s/tpm-public.pem" 2>/dev/null &&
+        openssl pkey -pubin -in "$s/tpm-public.pem" -outform DER -out "$s/tpm-public.der" 2>/dev/null; then
+        cmp -s "$s/tpm-public.der" "$s/tpm-pub.der" ||
+            fail "the TPM public area of $tpm_key (tpm2_print) differs from kmsd's GetPublicKey"
+        tpub="$s/tpm-public.der"
+        source="its TPM public area (tpm2_print)"
+    else
+        echo "run-bench.sh: note: could not read the TPM public area with sqlite3 and tpm2_print; using kmsd's" >&2
+    fi
+    openssl pkey -pubin -inform DER -in "$tpub" -out "$s/tpm-pub.pem" || fail "the TPM public key is not a valid SPKI"
+    openssl pkey -pubin -inform DER -in "$s/tpm-esapi-pub.der" -out "$s/tpm-esapi-pub.pem" ||
+        fail "the ESAPI key's public key is not a valid SPKI"
+    for c in tpm-esapi:tpm-esapi-pub.pem tpm-direct:tpm-pub.pem tpm-dbus:tpm-pub.pem; do
+        path=${c%%:*}
+        if ! openssl dgst -sha256 -verify "$s/${c#*:}" -signature "$s/$path.sig" "$s/data.bin" >"$s/$path.verify" 2>&1; then
+            fail "openssl does not verify the $path signature: $(cat "$s/$path.verify")"
+        fi
+    done
+    echo "run-bench.sh: openssl verified the ESAPI, the direct TPM backend and the kmsd TPM signature (key from $source)"
+fi
 exit "$bench_rc"
