@@ -176,12 +176,12 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
                                           usages_to_text(kms_algorithm_usages(a.algorithm), allowed, sizeof(allowed)));
         usages_to_strv(a.usages, usages);
 
-        struct kmsctl_bus_option opts[2 + KMSCTL_KEY_N_OPTIONS] = {
+        struct kmsctl_bus_option opts[3 + KMSCTL_KEY_N_OPTIONS] = {
                 {.key = "usages", .type = DBUS_TYPE_ARRAY, .set = a.usage_text, .strv = usages},
                 {.key = "owner", .type = DBUS_TYPE_UINT32, .set = a.has_owner, .u = a.owner},
                 {.key = "backend", .type = DBUS_TYPE_STRING, .set = a.backend, .s = a.backend},
         };
-        kmsctl_key_options_to_bus(&a.settings, opts + 2);
+        kmsctl_key_options_to_bus(&a.settings, opts + 3); /* after the 3 above */
         m = kmsctl_bus_new_call("CreateKey", &it);
         if (!m || kmsctl_append_string(&it, name) < 0 ||
             kmsctl_append_string(&it, kms_algorithm_to_string(a.algorithm)) < 0 ||

@@ -204,6 +204,12 @@ struct kms_daemon {
 /* The index in d->backends of the backend named name ("pkcs11", "tpm"),
  * or -1 if kmsd has no such backend configured. */
 int kms_backend_index(const struct kms_daemon *d, const char *name);
+/* "token" or "TPM", for messages. */
+const char *kms_backend_noun(const char *name);
+/* Why an operation of the backend failed with r, for a person: the key
+ * missing from the device, not supported, or the device unreachable (and
+ * why) — or strerror. Written to buf, which is returned. */
+const char *kms_backend_explain(struct kms_daemon *d, const char *name, int r, char *buf, size_t len);
 
 /* access.c: the policy in force, and the decision on the bus thread. */
 int kms_access_init(struct kms_daemon *d, char *errbuf, size_t errlen);

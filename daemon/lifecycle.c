@@ -175,8 +175,11 @@ int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expect
         r = ops->generate(bw, k->algorithm, k->usages, label, v.backend_id, &v.spki, &v.spki_len);
         kms_generation_end(w->daemon);
         if (r < 0) {
-                r = kms_errorf(errmsg, errlen, r, "the token could not generate version %u of '%s': %s", v.version,
-                               name, strerror(-r));
+                char why[256];
+
+                r = kms_errorf(errmsg, errlen, r, "the %s could not generate version %u of '%s': %s",
+                               kms_backend_noun(k->backend), v.version, name,
+                               kms_backend_explain(w->daemon, k->backend, r, why, sizeof(why)));
                 goto out;
         }
         v.created = kms_now_unix();
@@ -377,7 +380,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
         struct kms_store *store = NULL;
         struct kms_key_record *keys = NULL;
         struct seen_ids seen = { 0 };
-        size_t n = 0, destroyed = 0, lost = 0, orphans = 0;
+        size_t n = 0, mine = 0, destroyed = 0, lost = 0, orphans = 0;
         int r;
 
         if (kms_store_open(d->db_path, &store) < 0 || ops->worker_open(d->backends[b], &bw) < 0) {
@@ -396,6 +399,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
 
                 if (strcmp(keys[i].backend, ops->name) != 0 || kms_store_key_get(store, keys[i].name, true, &k) < 0)
                         continue;
+                mine++;
                 for (size_t j = 0; j < k->n_versions; j++) {
                         struct kms_key_version_record *v = &k->versions[j];
                         bool in_token = false;
@@ -448,7 +452,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
         }
         log_info("reconciliation (%s): %zu key(s); %zu revoked/destroyed object set(s) removed, %zu version(s) lost, "
                  "%zu orphan(s) removed",
-                 ops->name, n, destroyed, lost, orphans);
+                 ops->name, mine, destroyed, lost, orphans);
 out:
         free(seen.ids);
         free(seen.labels);
@@ -462,6 +466,35 @@ void kms_lifecycle_reconcile(struct kms_daemon *d)
 {
         for (unsigned b = 0; b < d->n_backends; b++)
                 reconcile_one(d, b);
+}
+
+const char *kms_backend_noun(const char *name)
+{
+        return strcmp(name, "tpm") == 0 ? "TPM" : "token";
+}
+
+const char *kms_backend_explain(struct kms_daemon *d, const char *name, int r, char *buf, size_t len)
+{
+        int b = kms_backend_index(d, name);
+        const char *noun = kms_backend_noun(name);
+
+        if (r == -ENOENT)
+                snprintf(buf, len, "its private key is missing from the %s", noun);
+        else if (r == -EOPNOTSUPP)
+                snprintf(buf, len, "the %s does not support it", noun);
+        else if (r == -EPERM)
+                snprintf(buf, len, "the %s object does not allow it", noun);
+        else {
+                struct kms_backend_info info = { 0 };
+
+                if (b >= 0 && (r == KMS_E_BACKEND || r == -EBUSY) &&
+                    d->backends[b]->ops->info(d->backends[b], &info) >= 0 && info.unavailable)
+                        snprintf(buf, len, "the %s (%s) cannot be reached: %s; its keys work again once it is back",
+                                 noun, info.label, info.unavailable_why[0] ? info.unavailable_why : "no answer");
+                else
+                        snprintf(buf, len, "%s", strerror(-r));
+        }
+        return buf;
 }
 
 int kms_backend_index(const struct kms_daemon *d, const char *name)

@@ -773,9 +773,13 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
                 return r;
         r = ops->generate(bw, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
         kms_generation_end(d);
-        if (r < 0)
-                return fail(errmsg, errlen, r, "the token could not generate the %s key: %s",
-                            kms_algorithm_to_string(req->algorithm), strerror(-r));
+        if (r < 0) {
+                char why[256];
+
+                return fail(errmsg, errlen, r, "the %s could not generate the %s key: %s", kms_backend_noun(ops->name),
+                            kms_algorithm_to_string(req->algorithm),
+                            kms_backend_explain(d, ops->name, r, why, sizeof(why)));
+        }
 
         snprintf(key.name, sizeof(key.name), "%s", req->name);
         key.algorithm = req->algorithm;
@@ -967,10 +971,13 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         if (r < 0)
                 return r;
         r = ops->sign(bw, v.backend_id, k.algorithm, h, pad, digest, kms_hash_length(h), sig, &sig_len);
-        if (r < 0)
-                return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
-                            "the token could not sign with key '%s' version %u: %s", req->name, v.version,
-                            r == -ENOENT ? "its private key is missing from the token" : strerror(-r));
+        if (r < 0) {
+                char why[256];
+
+                return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r, "the %s could not sign with key '%s' version %u: %s",
+                            kms_backend_noun(k.backend), req->name, v.version,
+                            kms_backend_explain(d, k.backend, r, why, sizeof(why)));
+        }
         {
                 bool due = false;
 
@@ -1503,12 +1510,13 @@ static int backend_derive(struct kms_worker *w, struct kms_request *req, const s
         if (r < 0)
                 return r;
         r = ops->derive(bw, v->backend_id, k->algorithm, point, point_len, z, z_len);
-        if (r < 0)
+        if (r < 0) {
+                char why[256];
+
                 return fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
-                            "the token could not derive with key '%s' version %u: %s", req->name, v->version,
-                            r == -ENOENT ? "its private key is missing from the token"
-                            : r == -EPERM ? "the token object may not derive"
-                                          : strerror(-r));
+                            "the %s could not derive with key '%s' version %u: %s", kms_backend_noun(k->backend),
+                            req->name, v->version, kms_backend_explain(w->daemon, k->backend, r, why, sizeof(why)));
+        }
         return 0;
 }
 
@@ -1613,10 +1621,13 @@ static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessag
                         r = fail(errmsg, errlen, KMS_E_INTEGRITY,
                                  "the ciphertext does not decrypt with key '%s' version %u (RSA-OAEP, SHA-256)", req->name,
                                  v.version);
-                else if (r < 0)
+                else if (r < 0) {
+                        char why[256];
+
                         r = fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
-                                 "the token could not decrypt with key '%s' version %u: %s", req->name, v.version,
-                                 r == -ENOENT ? "its private key is missing from the token" : strerror(-r));
+                                 "the %s could not decrypt with key '%s' version %u: %s", kms_backend_noun(k.backend),
+                                 req->name, v.version, kms_backend_explain(w->daemon, k.backend, r, why, sizeof(why)));
+                }
         }
         used = v.version;
         req->audit_version = v.version;
