@@ -205,14 +205,20 @@ static void chain(struct kms_audit *a, struct kms_audit_row *row)
 }
 
 /* Fill row as a checkpoint after the current head and sign it. */
-static void make_checkpoint(struct kms_audit *a, struct kms_audit_row *row)
+/* Fill row as a checkpoint after the current head and sign it. -ENOKEY
+ * (and nothing chained) while there is no audit key yet; another error
+ * if the token could not sign: an unsigned checkpoint is not written,
+ * the batch fails (docs/audit.md: checkpoints are signed). */
+static int make_checkpoint(struct kms_audit *a, struct kms_audit_row *row)
 {
-        int r = -ENOKEY;
         bool have_key;
+        int r;
 
         pthread_mutex_lock(&a->lock);
         have_key = a->have_key;
         pthread_mutex_unlock(&a->lock);
+        if (!have_key)
+                return -ENOKEY;
         memset(row, 0, sizeof(*row));
         row->time_ms = (int64_t)kms_now_unix_ms();
         snprintf(row->kind, sizeof(row->kind), "checkpoint");
@@ -221,29 +227,41 @@ static void make_checkpoint(struct kms_audit *a, struct kms_audit_row *row)
         row->pid = (int32_t)getpid();
         snprintf(row->result, sizeof(row->result), "ok");
         snprintf(row->details, sizeof(row->details), "records=%llu key=%s", (unsigned long long)(a->seq + 1),
-                 have_key ? a->key_fingerprint : "none");
+                 a->key_fingerprint);
         chain(a, row);
         /* The record's hash is SHA-256(prev || body): an ECDSA-SHA256
          * signature of that 64-byte message. */
-        if (have_key)
-                r = a->ops->sign(a->bw, a->key_id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, row->hash,
-                                 sizeof(row->hash), row->sig, &row->sig_len);
+        r = a->ops->sign(a->bw, a->key_id, KMS_ALG_EC_P256, KMS_HASH_SHA256, KMS_PAD_NONE, row->hash,
+                         sizeof(row->hash), row->sig, &row->sig_len);
         if (r < 0) {
-                row->sig_len = 0;
-                log_error("audit: checkpoint seq %llu could not be signed: %s", (unsigned long long)row->seq,
-                          have_key ? strerror(-r) : "no audit key");
+                log_error("AUDIT FAILURE: checkpoint seq %llu could not be signed in the token: %s",
+                          (unsigned long long)row->seq, strerror(-r));
+                return r;
         }
         a->since_checkpoint = 0;
         a->last_checkpoint_ms = (uint64_t)row->time_ms;
+        return 0;
 }
 
 static void to_syslog(const struct kms_audit_row *r)
 {
+        char exe[sizeof(r->exe) * 4], key[sizeof(r->key) * 4], details[sizeof(r->details) * 4];
+        size_t off;
+
+        exe[0] = key[0] = details[0] = '\0';
+        /* Escaped as in the canonical form: no caller-chosen newline or
+         * quote can make a line that looks like another record. */
+        off = 0;
+        (void)put_text(exe, sizeof(exe), &off, r->exe);
+        off = 0;
+        (void)put_text(key, sizeof(key), &off, r->key);
+        off = 0;
+        (void)put_text(details, sizeof(details), &off, r->details);
         syslog(LOG_AUTHPRIV | LOG_INFO,
                "kmsd-audit: seq=%llu kind=%s uid=%u pid=%d exe=\"%s\" op=%s key=\"%s\" version=%u result=%s "
                "details=\"%s\"",
-               (unsigned long long)r->seq, r->kind, r->uid, (int)r->pid, r->exe, r->operation, r->key, r->version,
-               r->result, r->details);
+               (unsigned long long)r->seq, r->kind, r->uid, (int)r->pid, exe, r->operation, key, r->version, r->result,
+               details);
 }
 
 static void *writer_main(void *arg)
@@ -257,7 +275,7 @@ static void *writer_main(void *arg)
         for (;;) {
                 struct audit_entry *batch;
                 size_t n = 0, want;
-                uint64_t now, seq0;
+                uint64_t now, seq0, since0, last_cp0;
                 uint8_t hash0[32];
                 bool timed, stopping;
                 int r;
@@ -291,10 +309,17 @@ static void *writer_main(void *arg)
                 }
                 seq0 = a->seq;
                 memcpy(hash0, a->hash, 32);
+                since0 = a->since_checkpoint;
+                last_cp0 = a->last_checkpoint_ms;
                 r = want <= cap ? 0 : -ENOMEM;
                 for (struct audit_entry *e = batch; e && r >= 0; e = e->next) {
                         if (e->checkpoint) {
-                                make_checkpoint(a, &rows[n]);
+                                /* Asked for: without a signature it failed. */
+                                r = make_checkpoint(a, &rows[n]);
+                                if (r < 0) {
+                                        r = r == -ENOKEY ? KMS_E_AUDIT : r;
+                                        break;
+                                }
                                 if (e->waiter)
                                         e->waiter->seq = rows[n].seq;
                         } else {
@@ -307,8 +332,14 @@ static void *writer_main(void *arg)
                 now = kms_now_unix_ms();
                 timed = a->checkpoint_seconds && now - a->last_checkpoint_ms >= a->checkpoint_seconds * 1000ull;
                 if (r >= 0 && a->since_checkpoint > 0 &&
-                    (a->since_checkpoint >= a->checkpoint_records || timed || stopping))
-                        make_checkpoint(a, &rows[n++]);
+                    (a->since_checkpoint >= a->checkpoint_records || timed || stopping)) {
+                        int rc = make_checkpoint(a, &rows[n]);
+
+                        if (rc >= 0)
+                                n++;
+                        else if (rc != -ENOKEY) /* no key yet: the next batch signs */
+                                r = rc;
+                }
                 if (r >= 0 && n > 0)
                         r = kms_store_audit_append(a->store, rows, n);
                 if (r < 0) {
@@ -316,6 +347,8 @@ static void *writer_main(void *arg)
                          * from where it was. */
                         a->seq = seq0;
                         memcpy(a->hash, hash0, 32);
+                        a->since_checkpoint = since0;
+                        a->last_checkpoint_ms = last_cp0;
                         if (!a->failing || a->last_error != r)
                                 log_error("AUDIT FAILURE: %zu record(s) could not be written: %s; %s", n, strerror(-r),
                                           a->failure_open ? "going on without them (failure = open)"
@@ -372,12 +405,14 @@ int kms_audit_start(struct kms_daemon *d, char *errbuf, size_t errlen)
         }
         a->checkpoint_records = d->cfg.audit_checkpoint_records;
         a->checkpoint_seconds = d->cfg.audit_checkpoint_seconds;
+        /* synchronous = FULL like every connection: a request is answered
+         * only after its record is on disk (group commit shares the fsync). */
         r = kms_store_open(d->db_path, &a->store);
-        if (r >= 0)
-                r = kms_store_set_relaxed_sync(a->store);
         if (r >= 0)
                 r = kms_store_audit_head(a->store, &a->seq, a->hash);
         if (r < 0) {
+                kms_store_close(a->store);
+                a->store = NULL;
                 snprintf(errbuf, errlen, "cannot open the audit log in %s: %s", d->db_path, strerror(-r));
                 return r;
         }
@@ -424,7 +459,13 @@ int kms_audit_set_key(struct kms_daemon *d, char *errbuf, size_t errlen)
                 r = kms_store_open(d->db_path, &s);
                 if (r >= 0)
                         r = kms_store_audit_keys(s, &keys, &n);
-                if (r >= 0 && n > 0 && ops->exists(bw, keys[n - 1].id) == 1) {
+                int have = r >= 0 && n > 0 ? ops->exists(bw, keys[n - 1].id) : 0;
+
+                /* Only a token that says "not there" gets a new audit
+                 * key; an error is not an answer. */
+                if (have < 0)
+                        r = have;
+                if (r >= 0 && have == 1) {
                         memcpy(a->key_id, keys[n - 1].id, KMS_KEY_ID_BYTES);
                         fingerprint(keys[n - 1].spki, keys[n - 1].spki_len, a->key_fingerprint);
                 } else if (r >= 0) {

@@ -145,9 +145,9 @@ static DBusHandlerResult handle_introspect(DBusConnection *c, DBusMessage *m)
         return DBUS_HANDLER_RESULT_HANDLED;
 }
 
-/* parse → identify → validate → queue. Authorization needs the key's
- * owner from the store, so it runs first thing in the worker, before any
- * token call. */
+/* identify → check → parse → decide (access.c, with the key's owner from
+ * the bus thread's own store connection) → queue. A denied request never
+ * reaches a worker or the token. */
 /* A request refused on the bus thread: its audit record, not waited for
  * (the bus thread never blocks on the disk; the writer retries with it). */
 static void audit_refusal(struct kms_daemon *d, const struct kms_caller *caller, const char *member, const char *key,
@@ -358,6 +358,7 @@ static void dispatch_all(struct kms_daemon *d)
 static void handle_signal(struct kms_daemon *d)
 {
         struct signalfd_siginfo si;
+        int r;
 
         while (read(d->signal_fd, &si, sizeof(si)) == sizeof(si)) {
                 switch (si.ssi_signo) {
@@ -374,7 +375,21 @@ static void handle_signal(struct kms_daemon *d)
                          * old policy in force (and is logged). */
                         (void)kms_notify_reloading();
                         log_info("SIGHUP: re-reading the policy files");
-                        (void)kms_access_reload(d, err, sizeof(err));
+                        r = kms_access_reload(d, err, sizeof(err));
+                        if (r >= 0)
+                                snprintf(err, sizeof(err), "%d rule(s)", r);
+                        {
+                                const struct kms_audit_event ev = {
+                                        .uid = getuid(),
+                                        .pid = getpid(),
+                                        .exe = "kmsd",
+                                        .operation = "SIGHUP",
+                                        .result = kms_audit_result_name(r),
+                                        .details = err,
+                                };
+
+                                (void)kms_audit_log(d, &ev, false);
+                        }
                         (void)kms_notify_ready();
                         break;
                 }

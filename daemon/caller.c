@@ -75,9 +75,10 @@ void kms_caller_forget(struct kms_daemon *d, const char *name)
 }
 
 /* The caller's executable for the audit log: /proc/PID/exe when kmsd may
- * read it (same user, or privileges), else argv[0] from /proc/PID/cmdline
- * (readable by anyone). Read once per connection; a pid can be reused, so
- * this is a label, not an identity. */
+ * read it (same user, or privileges), else "argv0:" and argv[0] from
+ * /proc/PID/cmdline (readable by anyone, chosen by the caller). Read once
+ * per connection; a pid can be reused, so this is a label, not an
+ * identity. */
 static void caller_exe(pid_t pid, char *buf, size_t len)
 {
         char path[64];
@@ -93,13 +94,17 @@ static void caller_exe(pid_t pid, char *buf, size_t len)
                 buf[n] = '\0';
                 return;
         }
+        /* argv[0] is whatever the caller chose: marked as such. */
         snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
         f = fopen(path, "re");
         if (!f)
                 return;
-        n = (ssize_t)fread(buf, 1, len - 1, f);
+        strcpy(buf, "argv0:");
+        n = (ssize_t)fread(buf + 6, 1, len - 7, f);
         fclose(f);
-        buf[n > 0 ? n : 0] = '\0'; /* argv[0] ends at its NUL */
+        buf[6 + (n > 0 ? n : 0)] = '\0'; /* argv[0] ends at its NUL */
+        if (n <= 0)
+                buf[0] = '\0';
 }
 
 /* Ask the bus daemon. Blocks the bus thread for one round trip, once per

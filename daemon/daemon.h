@@ -237,8 +237,6 @@ int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pe
 void kms_pool_stop(struct kms_pool *p);
 unsigned kms_pool_pending(struct kms_pool *p);
 void kms_request_free(struct kms_request *req);
-/* Send reply (or an error built from r and errmsg) for req. */
-void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessage *reply, int r, const char *errmsg);
 
 /* usage.c */
 void kms_usage_init(struct kms_usage_counter *u);

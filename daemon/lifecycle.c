@@ -259,7 +259,7 @@ int kms_lifecycle_revoke(struct kms_worker *w, const struct kms_key_record *k, u
                         char details[64 + KMS_MAX_REVOKE_NOTE];
                         const struct kms_audit_event ev = {
                                 .kind = "revocation",
-                                .uid = 0,
+                                .uid = getuid(),
                                 .pid = getpid(),
                                 .exe = "kmsd",
                                 .operation = "RevokeVersion",
@@ -381,6 +381,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
         struct kms_key_record *keys = NULL;
         struct seen_ids seen = { 0 };
         size_t n = 0, mine = 0, destroyed = 0, lost = 0, orphans = 0;
+        bool incomplete = false;
         int r;
 
         if (kms_store_open(d->db_path, &store) < 0 || ops->worker_open(d->backends[b], &bw) < 0) {
@@ -397,8 +398,17 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
         for (size_t i = 0; i < n; i++) {
                 struct kms_key_record *k = NULL;
 
-                if (strcmp(keys[i].backend, ops->name) != 0 || kms_store_key_get(store, keys[i].name, true, &k) < 0)
+                if (strcmp(keys[i].backend, ops->name) != 0)
                         continue;
+                r = kms_store_key_get(store, keys[i].name, true, &k);
+                if (r < 0) {
+                        /* Its versions cannot be marked as known: removing
+                         * "orphans" now could destroy its live objects. */
+                        log_error("reconciliation (%s): cannot read key '%s' (%s); no orphan is removed this time",
+                                  ops->name, keys[i].name, strerror(-r));
+                        incomplete = true;
+                        continue;
+                }
                 mine++;
                 for (size_t j = 0; j < k->n_versions; j++) {
                         struct kms_key_version_record *v = &k->versions[j];
@@ -441,7 +451,7 @@ static void reconcile_one(struct kms_daemon *d, unsigned b)
         }
         /* kmsd-labelled objects that no metadata knows: a create or rotation
          * that died between the token and the store. */
-        for (size_t x = 0; x < seen.n; x++) {
+        for (size_t x = 0; x < seen.n && !incomplete; x++) {
                 if (!seen.labels[x][0])
                         continue;
                 r = ops->destroy(bw, seen.ids[x]);

@@ -250,6 +250,12 @@ int main(int argc, char **argv)
                 }
                 kms_store_close(s);
         }
+        /* The bus thread's own connection, for key owners (access.c). */
+        r = kms_store_open(d->db_path, &d->bus_store);
+        if (r < 0) {
+                log_error("cannot open the database %s: %s", d->db_path, strerror(-r));
+                goto out;
+        }
         /* The audit log, before anything worth recording can happen. */
         r = kms_audit_start(d, err, sizeof(err));
         if (r < 0) {

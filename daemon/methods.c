@@ -567,9 +567,24 @@ static bool dict_add(DBusMessageIter *dict, const char *key, int type, const cha
                dbus_message_iter_close_container(dict, &entry);
 }
 
+/* Strings from files, devices and the store may be any bytes; libdbus
+ * aborts on invalid UTF-8, so those get '?' for the bad bytes. */
 static bool dict_add_str(DBusMessageIter *dict, const char *key, const char *v)
 {
-        return dict_add(dict, key, DBUS_TYPE_STRING, "s", &v);
+        char *copy;
+        bool ok;
+
+        if (!v)
+                v = "";
+        if (dbus_validate_utf8(v, NULL))
+                return dict_add(dict, key, DBUS_TYPE_STRING, "s", &v);
+        copy = strdup(v);
+        if (!copy)
+                return false;
+        kms_utf8_sanitize(copy);
+        ok = dict_add(dict, key, DBUS_TYPE_STRING, "s", &(const char *){ copy });
+        free(copy);
+        return ok;
 }
 
 static bool dict_add_bool(DBusMessageIter *dict, const char *key, bool v)
@@ -1271,8 +1286,11 @@ static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, D
         /* Still scheduled, and due? It may have been cancelled meanwhile. */
         r = k->destroy_at != 0 && k->destroy_at <= kms_now_unix() && k->state != KMS_KEY_DESTROYED;
         kms_key_record_free(k);
-        if (!r)
+        if (!r) {
+                snprintf(req->audit_details, sizeof(req->audit_details),
+                         "not destroyed: no longer due (cancelled or rescheduled)");
                 return 0;
+        }
         return kms_lifecycle_destroy(w, req->name, "scheduled destruction", errmsg, errlen);
 }
 
@@ -1297,7 +1315,7 @@ int kms_internal_submit(struct kms_daemon *d, const char *member, const char *na
         if (!req)
                 return -ENOMEM;
         req->method = m;
-        req->caller = (struct kms_caller){ .uid = 0, .pid = getpid() };
+        req->caller = (struct kms_caller){ .uid = getuid(), .pid = getpid() };
         snprintf(req->name, sizeof(req->name), "%s", name);
         req->expected_primary = expected_primary;
         r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
@@ -1462,7 +1480,18 @@ static int parse_derive(struct kms_daemon *d, struct kms_request *req, char *err
         parse_bytes(&it, &req->peer, &req->peer_len);
         if (req->peer_len == 0 || req->peer_len > KMS_SESSION_MAX_SPKI_BYTES)
                 return fail(errmsg, errlen, -EINVAL, "the peer's public key must be a DER SubjectPublicKeyInfo");
-        return parse_options(&it, dbus_message_get_member(req->msg), option_derive, req, errmsg, errlen);
+        r = parse_options(&it, dbus_message_get_member(req->msg), option_derive, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        /* The session key schedule is HKDF over the same ECDH secret with
+         * this info prefix: a Derive with it would hand out the AES keys of
+         * sessions (someone else's, with only the derive right). */
+        if (req->info_len >= sizeof(KMS_SESSION_KDF_LABEL) &&
+            memcmp(req->info, KMS_SESSION_KDF_LABEL, sizeof(KMS_SESSION_KDF_LABEL)) == 0)
+                return fail(errmsg, errlen, -EINVAL,
+                            "info may not start with \"" KMS_SESSION_KDF_LABEL "\" and a NUL byte: that is the session "
+                            "key schedule's own label");
+        return 0;
 }
 
 /* The primary version of an EC key with the derive usage, usable, and the
@@ -2230,6 +2259,7 @@ static int run_check_policy(struct kms_worker *w, struct kms_request *req, DBusM
         }
         allow = kms_policy_decide(req->policy, &who, req->check_op, key, owner, &dec);
         snprintf(why, sizeof(why), "%s%s", dec.why, key && owner == KMS_NO_OWNER ? " (no such key yet)" : "");
+        kms_utf8_sanitize(why); /* a file name from the policy folder, cut at its limit */
         r = new_reply(req, ret, &it);
         if (r >= 0 && !(dbus_message_iter_append_basic(&it, DBUS_TYPE_BOOLEAN, &allow) &&
                         dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &(const char *){ why })))

@@ -20,25 +20,6 @@ void kms_request_free(struct kms_request *req)
         free(req);
 }
 
-void kms_request_reply(struct kms_daemon *d, struct kms_request *req, DBusMessage *reply, int r, const char *errmsg)
-{
-        if (!req->msg || dbus_message_get_no_reply(req->msg)) {
-                if (reply)
-                        dbus_message_unref(reply);
-                return;
-        }
-        if (!reply) {
-                const char *name = kms_error_to_bus_name(r < 0 ? r : -EIO);
-                reply = dbus_message_new_error(req->msg, name, errmsg && *errmsg ? errmsg : "request failed");
-                if (!reply) {
-                        log_error("out of memory building an error reply");
-                        return;
-                }
-        }
-        kms_bus_send(d, reply);
-        dbus_message_unref(reply);
-}
-
 /* The event kind of a finished request (docs/audit.md). */
 static const char *audit_kind(const struct kms_request *req, int r)
 {

@@ -240,22 +240,39 @@ void kms_sessions_foreach(struct kms_sessions *t, uid_t uid,
                                      void *userdata),
                           void *userdata)
 {
+        struct kms_session **mine = NULL;
+        size_t n = 0;
+
+        /* Take references under the table's lock, then read each session
+         * under its own lock only: a long Seal on one session must not hold
+         * up the table (and so the bus thread) meanwhile. */
         pthread_mutex_lock(&t->lock);
-        for (unsigned b = 0; b < KMS_SESSION_BUCKETS; b++)
-                for (struct kms_session *s = t->buckets[b]; s; s = s->next) {
-                        struct kms_session_crypto_info info;
-
-                        bool live;
-
-                        if (s->uid != uid)
-                                continue;
-                        pthread_mutex_lock(&s->lock);
-                        live = s->crypto != NULL;
-                        if (live)
-                                kms_session_crypto_get_info(s->crypto, &info);
-                        pthread_mutex_unlock(&s->lock);
-                        if (live)
-                                cb(s, &info, userdata);
-                }
+        mine = calloc(KMS_MAX_SESSIONS_PER_UID * 2 + 1, sizeof(*mine));
+        for (unsigned b = 0; mine && b < KMS_SESSION_BUCKETS; b++)
+                for (struct kms_session *s = t->buckets[b]; s && n < KMS_MAX_SESSIONS_PER_UID * 2; s = s->next)
+                        if (s->uid == uid) {
+                                s->refs++;
+                                mine[n++] = s;
+                        }
         pthread_mutex_unlock(&t->lock);
+
+        for (size_t i = 0; i < n; i++) {
+                struct kms_session *s = mine[i];
+                struct kms_session_crypto_info info;
+                bool live, gone;
+
+                pthread_mutex_lock(&s->lock);
+                live = s->crypto != NULL;
+                if (live)
+                        kms_session_crypto_get_info(s->crypto, &info);
+                pthread_mutex_unlock(&s->lock);
+                if (live)
+                        cb(s, &info, userdata);
+                pthread_mutex_lock(&t->lock);
+                gone = --s->refs == 0 && s->closed;
+                pthread_mutex_unlock(&t->lock);
+                if (gone)
+                        session_free(s);
+        }
+        free(mine);
 }

@@ -73,8 +73,9 @@ int kms_sessions_key_name(struct kms_sessions *t, const char *id, uid_t uid, cha
  * -ENOENT, -EPERM as for get. */
 int kms_sessions_close(struct kms_sessions *t, const char *id, uid_t uid);
 
-/* Call cb for each session of uid (under the table's lock: cb must not
- * call back into the table). */
+/* Call cb for each session of uid (at most twice the per-user cap, the
+ * expired ones kept for their grace period included). cb must not call
+ * back into the table. */
 void kms_sessions_foreach(struct kms_sessions *t, uid_t uid,
                           void (*cb)(const struct kms_session *s, const struct kms_session_crypto_info *info,
                                      void *userdata),

@@ -800,14 +800,6 @@ int kms_store_audit_key_add(struct kms_store *s, const struct kms_audit_key *k)
         return step_done(s, st, "audit key", NULL);
 }
 
-/* The audit writer's connection: its commits need not wait for the disk
- * (WAL, synchronous NORMAL): a power cut may lose the newest records, never
- * the chain's consistency. */
-int kms_store_set_relaxed_sync(struct kms_store *s)
-{
-        return exec(s, "PRAGMA synchronous = NORMAL");
-}
-
 int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created)
 {
         sqlite3_stmt *st = stmt(s, STMT_BINDING_ADD);

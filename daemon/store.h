@@ -115,8 +115,6 @@ struct kms_audit_key {
 };
 int kms_store_audit_keys(struct kms_store *s, struct kms_audit_key **ret, size_t *ret_n);
 int kms_store_audit_key_add(struct kms_store *s, const struct kms_audit_key *k);
-/* For the audit writer's own connection: commits do not wait for fsync. */
-int kms_store_set_relaxed_sync(struct kms_store *s);
 
 /* Record that a session used this key schedule binding in this role;
  * -EEXIST if one already did (those keys must never be used again). */

@@ -48,7 +48,7 @@ enum kms_operation {
          KMS_OP_BIT(KMS_OP_REVOKE) | KMS_OP_BIT(KMS_OP_DISABLE) | KMS_OP_BIT(KMS_OP_DESTROY))
 
 #define KMS_NO_OWNER ((uid_t)-1)
-#define KMS_MAX_CALLER_GROUPS 64
+#define KMS_MAX_CALLER_GROUPS 256
 #define KMS_POLICY_WHY_MAX 320
 
 /* A caller as the bus daemon reports it; gids holds the primary group and
@@ -58,6 +58,7 @@ struct kms_caller {
         pid_t pid;
         char exe[128]; /* for the audit log; "" if unknown */
         unsigned n_gids;
+        bool groups_incomplete; /* the account's groups could not all be read: non-root callers are denied */
         gid_t gids[KMS_MAX_CALLER_GROUPS];
 };
 
@@ -72,7 +73,9 @@ void kms_operations_format(unsigned mask, char *buf, size_t len);
 
 /* Fill c->gids with the primary and supplementary groups of c->uid's
  * account (getpwuid_r + getgrouplist); an account that does not exist
- * leaves no groups. */
+ * leaves no groups. If they cannot all be read (NSS failure, more than
+ * KMS_MAX_CALLER_GROUPS), c->groups_incomplete is set: a deny rule on a
+ * group must not fail open. */
 int kms_caller_resolve_groups(struct kms_caller *c);
 
 struct kms_policy;

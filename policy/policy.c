@@ -85,17 +85,41 @@ void kms_operations_format(unsigned mask, char *buf, size_t len)
 int kms_caller_resolve_groups(struct kms_caller *c)
 {
         struct passwd pw, *res = NULL;
-        char buf[4096];
-        int n = KMS_MAX_CALLER_GROUPS;
+        size_t size = 4096;
+        char *buf = NULL;
+        int n = KMS_MAX_CALLER_GROUPS, r;
 
         c->n_gids = 0;
-        if (getpwuid_r(c->uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+        c->groups_incomplete = false;
+        for (;;) {
+                char *grown = realloc(buf, size);
+
+                if (!grown) {
+                        r = ENOMEM;
+                        break;
+                }
+                buf = grown;
+                r = getpwuid_r(c->uid, &pw, buf, size, &res);
+                if (r != ERANGE || size >= 1024 * 1024)
+                        break;
+                size *= 2;
+        }
+        if (r != 0) {
+                /* Not "no such account": the lookup itself failed. */
+                c->groups_incomplete = true;
+                free(buf);
+                return -r;
+        }
+        if (!res) {
+                free(buf);
                 return 0; /* no account: no groups */
+        }
         if (getgrouplist(pw.pw_name, pw.pw_gid, c->gids, &n) < 0) {
-                /* More groups than we keep: the first ones are there. */
+                c->groups_incomplete = true;
                 n = KMS_MAX_CALLER_GROUPS;
         }
         c->n_gids = (unsigned)n;
+        free(buf);
         return 0;
 }
 
@@ -653,6 +677,11 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
         } else if (c->uid == 0) {
                 d.allow = true;
                 snprintf(d.why, sizeof(d.why), "admin: uid 0");
+        } else if (c->groups_incomplete) {
+                snprintf(d.why, sizeof(d.why),
+                         "the caller's groups could not all be read (more than %d, or the user database failed): "
+                         "denied",
+                         KMS_MAX_CALLER_GROUPS);
         } else if (p && p->have_admin_gid && in_group(c, p->admin_gid)) {
                 d.allow = true;
                 snprintf(d.why, sizeof(d.why), "admin: member of group %s", p->admin_group);

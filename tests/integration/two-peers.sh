@@ -115,6 +115,19 @@ sleep 3
 expect_fail 1 "SessionExpired" kmsctl session seal "$A2" --in q.txt --out q2.env
 expect_fail 1 "SessionExpired" bob kmsctl session open-envelope "$B2" --in q.env --out q.out
 
+# Derive may not use the session key schedule's label as its info: with
+# only the derive right it would give out the keys of sessions.
+label_bytes="16 $(printf 'kmsd session v1' | od -An -tu1 | tr -s ' \n' ' ') 0"
+bob_der_len=$(openssl pkey -pubin -in bob.pem -outform DER | wc -c)
+bob_der=$(openssl pkey -pubin -in bob.pem -outform DER | od -An -tu1 -v | tr -s ' \n' ' ')
+run kms_busctl call org.kmsd.KeyManager1 /org/kmsd/KeyManager1 org.kmsd.KeyManager1 Derive 'saya{sv}' \
+        chat/alice "$bob_der_len" $bob_der 1 info ay $label_bytes
+if ((KMS_RC != 0)) && grep -q "session key schedule's own label" "$KMS_ERR"; then
+        pass "Derive refuses the session label as info"
+else
+        fail "Derive with the session label as info: rc $KMS_RC: $(cat "$KMS_OUT" "$KMS_ERR")"
+fi
+
 # The same keys and context again: refused (the AES keys would repeat).
 expect_fail 1 "AlreadyExists" kmsctl session open chat/alice --peer bob.pem --role initiator --context "conversation 1"
 

@@ -179,6 +179,24 @@ static void test_rule_grants_exactly(void **state)
         kms_policy_unref(p);
 }
 
+/* Groups that could not all be read: a deny rule on a group must not fail
+ * open, so such a caller (not root) is denied whatever allows it. */
+static void test_groups_incomplete(void **state)
+{
+        struct kms_policy *p = load("[all]\nsubjects = any\noperations = sign\nkeys = *\n");
+        struct kms_caller c = caller(1000, 1000);
+        struct kms_decision d;
+
+        (void)state;
+        assert_true(kms_policy_decide(p, &c, KMS_OP_SIGN, "k", 1000, &d));
+        c.groups_incomplete = true;
+        assert_false(kms_policy_decide(p, &c, KMS_OP_SIGN, "k", 1000, &d));
+        assert_non_null(strstr(d.why, "groups could not all be read"));
+        c.uid = 0;
+        assert_true(kms_policy_decide(p, &c, KMS_OP_SIGN, "k", 1000, &d));
+        kms_policy_unref(p);
+}
+
 static void test_first_match_wins(void **state)
 {
         struct kms_policy *p = load("[no-secret]\n"
@@ -366,6 +384,7 @@ int main(void)
                 cmocka_unit_test(test_root_is_admin),
                 cmocka_unit_test(test_admin_group),
                 cmocka_unit_test(test_rule_grants_exactly),
+                cmocka_unit_test(test_groups_incomplete),
                 cmocka_unit_test(test_first_match_wins),
                 cmocka_unit_test(test_owner_subject_and_globs),
                 cmocka_unit_test(test_rule_info),
