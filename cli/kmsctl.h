@@ -96,6 +96,7 @@ int kmsctl_key_create_main(const struct kmsctl_command *cmd, int argc, char **ar
 int kmsctl_key_list_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_show_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_public_main(const struct kmsctl_command *cmd, int argc, char **argv);
+int kmsctl_key_attest_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_key_destroy_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_sign_main(const struct kmsctl_command *cmd, int argc, char **argv);
 int kmsctl_verify_main(const struct kmsctl_command *cmd, int argc, char **argv);

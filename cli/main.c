@@ -53,6 +53,20 @@ static const struct kmsctl_command commands[] = {
                 "  --out FILE             Write to FILE (mode 0644) instead of standard output\n",
         },
         {
+                "key attest",
+                kmsctl_key_attest_main,
+                "NAME (--out FILE | --out-dir DIR) [--nonce HEX] [--version N]",
+                "Have the TPM certify a TPM key with kmsd's attestation key (TPM2_Certify)",
+                "  --out FILE             Write one JSON object (hex fields: nonce, attest, signature,\n"
+                "                         key_name, key_public; ak_pem) to FILE ('-': standard output)\n"
+                "  --out-dir DIR          Write attest.bin, attest.sig (DER), ak.pem, key.name,\n"
+                "                         key.public and nonce.bin into DIR (made if missing)\n"
+                "  --nonce HEX            Up to 64 bytes the attestation must include (extraData);\n"
+                "                         default: 32 random bytes\n"
+                "  --version N            Version to attest; default: the primary version\n"
+                "                         How to check the result without kmsd: docs/tpm.md\n",
+        },
+        {
                 "key destroy",
                 kmsctl_key_destroy_main,
                 "NAME --now --yes | --after D",

@@ -19,6 +19,8 @@
 /* Largest RSA modulus in bytes (RSA-4096): the most an RSA decryption
  * can return. */
 #define KMS_MAX_RSA_BYTES 512u
+/* Largest nonce (qualifyingData) an attestation takes: a SHA-512 digest. */
+#define KMS_MAX_ATTEST_NONCE_BYTES 64u
 
 struct kms_backend;
 struct kms_backend_worker;
@@ -97,6 +99,23 @@ struct kms_backend_ops {
         int (*enumerate)(struct kms_backend_worker *w, const char *prefix,
                          void (*cb)(const uint8_t id[KMS_KEY_ID_BYTES], const char *label, void *userdata),
                          void *userdata);
+
+        /* Optional (NULL where the device cannot attest: PKCS#11). Have
+         * the device's attestation key (AK) certify the key of id
+         * (TPM2_Certify, qualifyingData = nonce, at most
+         * KMS_MAX_ATTEST_NONCE_BYTES). Returns, each newly allocated (the
+         * caller frees): the signed TPMS_ATTEST bytes (the contents of the
+         * TPM2B_ATTEST), the AK's ECDSA signature over them in DER (X9.62,
+         * SHA-256), the AK's public key as SubjectPublicKeyInfo DER, the
+         * key's name (nameAlg || digest of its public area) and that
+         * public area (a marshalled TPMT_PUBLIC, the contents of its
+         * TPM2B_PUBLIC), so a checker can recompute the name. Outputs are
+         * written only on success. -ENOENT: the key is not in the device;
+         * -EINVAL: bad arguments. */
+        int (*attest)(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], const uint8_t *nonce,
+                      size_t nonce_len, uint8_t **ret_attest, size_t *ret_attest_len, uint8_t **ret_sig,
+                      size_t *ret_sig_len, uint8_t **ret_ak_spki, size_t *ret_ak_spki_len, uint8_t **ret_key_name,
+                      size_t *ret_key_name_len, uint8_t **ret_key_public, size_t *ret_key_public_len);
 
         int (*info)(struct kms_backend *b, struct kms_backend_info *ret);
         void (*free)(struct kms_backend *b);

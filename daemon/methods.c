@@ -1672,6 +1672,78 @@ static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessag
         return r;
 }
 
+/* AttestKey (s name, ay nonce, a{sv} options{version u}): the nonce is
+ * at most KMS_MAX_ATTEST_NONCE_BYTES; the only option is the version, as
+ * for Decrypt. */
+static int parse_attest(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = parse_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        parse_bytes(&it, &req->data, &req->data_len);
+        req->payload_bytes = req->data_len;
+        if (req->data_len > KMS_MAX_ATTEST_NONCE_BYTES)
+                return fail(errmsg, errlen, -EINVAL, "the nonce is %zu bytes; at most %u are allowed", req->data_len,
+                            KMS_MAX_ATTEST_NONCE_BYTES);
+        return parse_options(&it, dbus_message_get_member(req->msg), option_decrypt, req, errmsg, errlen);
+}
+
+/* The backend's attestation of the key version (TPM2_Certify by the TPM
+ * backend's attestation key). Keys of a backend without attest (PKCS#11)
+ * are refused with InvalidArgument. */
+static int run_attest(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        const struct kms_backend_ops *ops = NULL;
+        struct kms_backend_worker *bw = NULL;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        _cleanup_(freep) uint8_t *attest = NULL, *sig = NULL, *ak_spki = NULL, *key_name = NULL, *key_public = NULL;
+        size_t attest_len = 0, sig_len = 0, ak_spki_len = 0, key_name_len = 0, key_public_len = 0;
+        DBusMessageIter it;
+        dbus_uint32_t used;
+        int r;
+
+        r = load_version(w, req, req->version, false, &k, &v, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_lifecycle_check_use(&k, &v, true, errmsg, errlen);
+        if (r >= 0)
+                r = key_backend(w, &k, &ops, &bw, errmsg, errlen);
+        if (r >= 0 && !ops->attest)
+                r = fail(errmsg, errlen, -EINVAL,
+                         "key '%s' is in the %s backend, which cannot attest keys; only TPM keys (--backend tpm) can be "
+                         "attested",
+                         req->name, k.backend);
+        if (r >= 0) {
+                r = ops->attest(bw, v.backend_id, req->data, req->data_len, &attest, &attest_len, &sig, &sig_len,
+                                &ak_spki, &ak_spki_len, &key_name, &key_name_len, &key_public, &key_public_len);
+                if (r < 0) {
+                        char why[256];
+
+                        r = fail(errmsg, errlen, r == -ENOENT ? KMS_E_BACKEND : r,
+                                 "the %s could not attest key '%s' version %u: %s", kms_backend_noun(k.backend),
+                                 req->name, v.version, kms_backend_explain(w->daemon, k.backend, r, why, sizeof(why)));
+                }
+        }
+        used = v.version;
+        req->audit_version = v.version;
+        kms_key_version_record_clear(&v);
+        if (r < 0)
+                return r;
+        snprintf(req->audit_details, sizeof(req->audit_details), "nonce_bytes=%zu", req->data_len);
+        r = new_reply(req, ret, &it);
+        if (r >= 0 && !(append_bytes(&it, attest, attest_len) && append_bytes(&it, sig, sig_len) &&
+                        append_bytes(&it, ak_spki, ak_spki_len) && append_bytes(&it, key_name, key_name_len) &&
+                        append_bytes(&it, key_public, key_public_len) &&
+                        dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &used)))
+                r = -ENOMEM;
+        return r;
+}
+
 static int option_session(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
         if (strcmp(key, "context") == 0)
@@ -2296,6 +2368,7 @@ static const struct kms_method methods[] = {
         { "SetKeyOptions", "sa{sv}", KMS_OP_ROTATE, KMS_SCOPE_KEY, parse_set_key, run_set_key },
         { "Derive", "saya{sv}", KMS_OP_DERIVE, KMS_SCOPE_KEY, parse_derive, run_derive },
         { "Decrypt", "saya{sv}", KMS_OP_DECRYPT, KMS_SCOPE_KEY, parse_decrypt, run_decrypt },
+        { "AttestKey", "saya{sv}", KMS_OP_READ, KMS_SCOPE_KEY, parse_attest, run_attest },
         { "OpenSession", "saysa{sv}", KMS_OP_SESSION, KMS_SCOPE_KEY, parse_open_session, run_open_session },
         { "Seal", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },
         { "OpenEnvelope", "saya{sv}", KMS_OP_SESSION, KMS_SCOPE_SESSION, parse_seal_open, run_seal_open },

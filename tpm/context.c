@@ -777,6 +777,7 @@ const struct kms_backend_ops kms_tpm_ops = {
         .destroy = kms_tpm_destroy,
         .exists = kms_tpm_exists,
         .enumerate = kms_tpm_enumerate,
+        .attest = kms_tpm_attest,
         .info = tpm_info,
         .free = tpm_free,
 };

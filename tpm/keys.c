@@ -88,7 +88,7 @@ static void key_template(enum kms_algorithm alg, unsigned usages, TPM2B_PUBLIC *
 
 /* Copy a big-endian number of at most len bytes into out, left-padded with
  * zeros to exactly len bytes. -1 if it is longer. */
-static int pad_left(const uint8_t *in, size_t in_len, uint8_t *out, size_t len)
+int kms_tpm_pad_left(const uint8_t *in, size_t in_len, uint8_t *out, size_t len)
 {
         if (in_len > len)
                 return -1;
@@ -100,7 +100,7 @@ static int pad_left(const uint8_t *in, size_t in_len, uint8_t *out, size_t len)
 /* The SubjectPublicKeyInfo DER of a TPM public area, as the PKCS#11
  * backend writes it: named curve and uncompressed point, or RSA n and e.
  * *ret is the caller's (free). */
-static int spki_from_public(const TPMT_PUBLIC *p, enum kms_algorithm alg, uint8_t **ret, size_t *ret_len)
+int kms_tpm_spki_from_public(const TPMT_PUBLIC *p, enum kms_algorithm alg, uint8_t **ret, size_t *ret_len)
 {
         bool ec = kms_algorithm_is_ec(alg);
         size_t coord = kms_algorithm_size(alg);
@@ -121,8 +121,8 @@ static int spki_from_public(const TPMT_PUBLIC *p, enum kms_algorithm alg, uint8_
         }
         if (ec) {
                 point[0] = 0x04;
-                if (pad_left(p->unique.ecc.x.buffer, p->unique.ecc.x.size, point + 1, coord) < 0 ||
-                    pad_left(p->unique.ecc.y.buffer, p->unique.ecc.y.size, point + 1 + coord, coord) < 0) {
+                if (kms_tpm_pad_left(p->unique.ecc.x.buffer, p->unique.ecc.x.size, point + 1, coord) < 0 ||
+                    kms_tpm_pad_left(p->unique.ecc.y.buffer, p->unique.ecc.y.size, point + 1 + coord, coord) < 0) {
                         r = KMS_E_BACKEND;
                         goto out;
                 }
@@ -176,7 +176,7 @@ out:
  * TPM2_Create for its scratch copy): if the TPM ran out of object memory
  * and a key of ours is loaded, flush the least recently used one and say
  * the call may be tried again. */
-static bool made_room(struct kms_tpm *t, TSS2_RC rc)
+bool kms_tpm_made_room(struct kms_tpm *t, TSS2_RC rc)
 {
         if (kms_tpm_rc_base(rc) != TPM2_RC_OBJECT_MEMORY || t->lru.n == 0)
                 return false;
@@ -189,13 +189,11 @@ static bool made_room(struct kms_tpm *t, TSS2_RC rc)
  * the TPM still runs out of object memory (someone else holds objects),
  * another goes and the list is kept shorter from then on. -ENOENT if the
  * backend has no blobs for id. */
-static int load_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], struct kms_tpm_key **ret)
+int kms_tpm_load_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], struct kms_tpm_key **ret)
 {
         struct kms_tpm_key *k = kms_tpm_lru_find(t, id);
         TPM2B_PUBLIC pub;
         TPM2B_PRIVATE priv;
-        enum kms_algorithm alg;
-        TSS2_RC rc;
         int r;
 
         if (k) {
@@ -205,6 +203,22 @@ static int load_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], struc
         r = kms_tpm_store_get(t, id, &pub, &priv);
         if (r < 0)
                 return r;
+        return kms_tpm_load_blobs(t, id, &pub, &priv, ret);
+}
+
+int kms_tpm_load_blobs(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], const TPM2B_PUBLIC *pubp,
+                       const TPM2B_PRIVATE *privp, struct kms_tpm_key **ret)
+{
+        struct kms_tpm_key *k = kms_tpm_lru_find(t, id);
+        TPM2B_PUBLIC pub = *pubp;
+        TPM2B_PRIVATE priv = *privp;
+        enum kms_algorithm alg;
+        TSS2_RC rc;
+
+        if (k) {
+                *ret = k;
+                return 0;
+        }
         alg = kms_tpm_public_algorithm(&pub.publicArea);
         if (alg == KMS_ALG_INVALID) {
                 log_debug("tpm: the stored public area is not a key kmsd makes");
@@ -221,7 +235,7 @@ static int load_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], struc
                 size_t loaded = t->lru.n;
 
                 rc = Esys_Load(t->esys, t->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &k->handle);
-                if (!made_room(t, rc))
+                if (!kms_tpm_made_room(t, rc))
                         break;
                 /* No more than the keys loaded then fit (the TPM said
                  * more, or someone else holds objects): keep that many. */
@@ -253,7 +267,7 @@ static int with_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], key_o
                 r = kms_tpm_ensure_connected(t);
                 if (r < 0)
                         break;
-                r = load_key(t, id, &k);
+                r = kms_tpm_load_key(t, id, &k);
                 if (r == 0)
                         r = op(t, k, userdata);
                 if (r < 0 && t->broken && attempt == 0) {
@@ -318,7 +332,7 @@ int kms_tpm_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, unsi
                         do
                                 rc = Esys_Create(t->esys, t->srk, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                                  &sensitive, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
-                        while (made_room(t, rc));
+                        while (kms_tpm_made_room(t, rc));
                         r = kms_tpm_rc_to_errno(t, rc, "Esys_Create");
                 }
                 if (r < 0 && t->broken && attempt == 0)
@@ -331,7 +345,7 @@ int kms_tpm_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, unsi
 
         /* Nothing is loaded in the TPM: the key exists only as blobs, so a
          * failure from here on leaves nothing behind. */
-        r = spki_from_public(&pub->publicArea, alg, &spki, &spki_len);
+        r = kms_tpm_spki_from_public(&pub->publicArea, alg, &spki, &spki_len);
         if (r == 0 && pub->publicArea.objectAttributes != tmpl.publicArea.objectAttributes)
                 r = KMS_E_BACKEND;
         if (r == 0)
@@ -382,9 +396,10 @@ static int call_sign(struct kms_tpm *t, struct kms_tpm_key *k, void *userdata)
                 _cleanup_(freep) uint8_t *der = NULL;
                 size_t der_len = 0;
 
-                if (pad_left(s->signature.ecdsa.signatureR.buffer, s->signature.ecdsa.signatureR.size, raw, len) < 0 ||
-                    pad_left(s->signature.ecdsa.signatureS.buffer, s->signature.ecdsa.signatureS.size, raw + len, len) <
-                            0)
+                if (kms_tpm_pad_left(s->signature.ecdsa.signatureR.buffer, s->signature.ecdsa.signatureR.size, raw,
+                                     len) < 0 ||
+                    kms_tpm_pad_left(s->signature.ecdsa.signatureS.buffer, s->signature.ecdsa.signatureS.size,
+                                     raw + len, len) < 0)
                         r = KMS_E_BACKEND;
                 else
                         r = kms_ecdsa_raw_to_der(raw, 2 * len, &der, &der_len);
@@ -398,7 +413,7 @@ static int call_sign(struct kms_tpm *t, struct kms_tpm_key *k, void *userdata)
                 /* RSASSA and RSAPSS share TPMS_SIGNATURE_RSA. */
                 const TPM2B_PUBLIC_KEY_RSA *rs = &s->signature.rsassa.sig;
 
-                if (pad_left(rs->buffer, rs->size, c->sig, len) < 0)
+                if (kms_tpm_pad_left(rs->buffer, rs->size, c->sig, len) < 0)
                         r = KMS_E_BACKEND;
                 else
                         c->sig_len = len;
@@ -459,7 +474,7 @@ static int call_derive(struct kms_tpm *t, struct kms_tpm_key *k, void *userdata)
         rc = Esys_ECDH_ZGen(t->esys, k->handle, kms_tpm_secret_session(t), ESYS_TR_NONE, ESYS_TR_NONE, &c->point, &z);
         if (rc != TSS2_RC_SUCCESS)
                 return kms_tpm_rc_to_errno(t, rc, "Esys_ECDH_ZGen");
-        if (pad_left(z->point.x.buffer, z->point.x.size, c->secret, coord) < 0)
+        if (kms_tpm_pad_left(z->point.x.buffer, z->point.x.size, c->secret, coord) < 0)
                 r = KMS_E_BACKEND;
         OPENSSL_cleanse(z, sizeof(*z));
         Esys_Free(z);

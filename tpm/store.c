@@ -25,6 +25,13 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS tpm_keys ("
                              "private BLOB NOT NULL, "
                              "created INTEGER NOT NULL)";
 
+/* The attestation key: one row, made on the first AttestKey. */
+static const char schema_ak[] = "CREATE TABLE IF NOT EXISTS tpm_attestation_key ("
+                                "slot INTEGER PRIMARY KEY CHECK (slot = 1), "
+                                "public BLOB NOT NULL, "
+                                "private BLOB NOT NULL, "
+                                "created INTEGER NOT NULL)";
+
 /* SQLite result → negative errno; logs the SQLite message at debug level. */
 static int db_error(struct kms_tpm *t, int rc, const char *what)
 {
@@ -67,6 +74,8 @@ int kms_tpm_store_open(struct kms_tpm *t, const char *path, char *errbuf, size_t
                 r = exec(t, "PRAGMA secure_delete = ON");
         if (r == 0)
                 r = exec(t, schema);
+        if (r == 0)
+                r = exec(t, schema_ak);
         if (r < 0) {
                 if (errbuf && errlen)
                         snprintf(errbuf, errlen, "cannot set up the table tpm_keys in %s: %s", path,
@@ -291,5 +300,90 @@ out:
                 free(found[i].label);
         }
         free(found);
+        return r;
+}
+
+/* ---------------------------------------------------------------- the AK */
+
+int kms_tpm_store_ak_put(struct kms_tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv)
+{
+        uint8_t pub_buf[sizeof(TPM2B_PUBLIC)], priv_buf[sizeof(TPM2B_PRIVATE)];
+        size_t pub_len = 0, priv_len = 0;
+        sqlite3_stmt *st = NULL;
+        TSS2_RC rc;
+        int r;
+
+        rc = Tss2_MU_TPM2B_PUBLIC_Marshal(pub, pub_buf, sizeof(pub_buf), &pub_len);
+        if (rc == TSS2_RC_SUCCESS)
+                rc = Tss2_MU_TPM2B_PRIVATE_Marshal(priv, priv_buf, sizeof(priv_buf), &priv_len);
+        if (rc != TSS2_RC_SUCCESS) {
+                log_debug("tpm: marshalling the attestation key's blobs: %s", Tss2_RC_Decode(rc));
+                return KMS_E_BACKEND;
+        }
+        pthread_mutex_lock(&t->db_lock);
+        /* OR IGNORE: a row that is there already stays the AK. */
+        r = sqlite3_prepare_v2(t->db,
+                               "INSERT OR IGNORE INTO tpm_attestation_key (slot, public, private, created) "
+                               "VALUES (1, ?, ?, ?)",
+                               -1, &st, NULL);
+        if (r != SQLITE_OK) {
+                r = db_error(t, r, "prepare INSERT AK");
+                goto out;
+        }
+        if (sqlite3_bind_blob(st, 1, pub_buf, (int)pub_len, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_blob(st, 2, priv_buf, (int)priv_len, SQLITE_STATIC) != SQLITE_OK ||
+            sqlite3_bind_int64(st, 3, kms_now_unix()) != SQLITE_OK) {
+                r = db_error(t, sqlite3_errcode(t->db), "bind INSERT AK");
+                goto out;
+        }
+        r = sqlite3_step(st);
+        r = r == SQLITE_DONE ? 0 : db_error(t, r, "INSERT INTO tpm_attestation_key");
+out:
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&t->db_lock);
+        return r;
+}
+
+int kms_tpm_store_ak_get(struct kms_tpm *t, TPM2B_PUBLIC *ret_pub, TPM2B_PRIVATE *ret_priv)
+{
+        sqlite3_stmt *st = NULL;
+        TPM2B_PUBLIC pub = {0};
+        TPM2B_PRIVATE priv = {0};
+        int r;
+
+        pthread_mutex_lock(&t->db_lock);
+        r = sqlite3_prepare_v2(t->db, "SELECT public, private FROM tpm_attestation_key WHERE slot = 1", -1, &st, NULL);
+        if (r != SQLITE_OK) {
+                r = db_error(t, r, "prepare SELECT AK");
+                goto out;
+        }
+        r = sqlite3_step(st);
+        if (r == SQLITE_DONE) {
+                r = -ENOENT;
+                goto out;
+        }
+        if (r != SQLITE_ROW) {
+                r = db_error(t, r, "SELECT FROM tpm_attestation_key");
+                goto out;
+        }
+        {
+                const uint8_t *a = sqlite3_column_blob(st, 0), *b = sqlite3_column_blob(st, 1);
+                size_t alen = (size_t)sqlite3_column_bytes(st, 0), blen = (size_t)sqlite3_column_bytes(st, 1);
+                size_t aoff = 0, boff = 0;
+
+                if (!a || !b || alen > KMS_TPM_MAX_BLOB || blen > KMS_TPM_MAX_BLOB ||
+                    Tss2_MU_TPM2B_PUBLIC_Unmarshal(a, alen, &aoff, &pub) != TSS2_RC_SUCCESS || aoff != alen ||
+                    Tss2_MU_TPM2B_PRIVATE_Unmarshal(b, blen, &boff, &priv) != TSS2_RC_SUCCESS || boff != blen) {
+                        log_debug("tpm: the attestation key's blobs do not unmarshal");
+                        r = KMS_E_STORE;
+                        goto out;
+                }
+        }
+        *ret_pub = pub;
+        *ret_priv = priv;
+        r = 0;
+out:
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&t->db_lock);
         return r;
 }

@@ -125,6 +125,35 @@ int kms_tpm_store_enumerate(struct kms_tpm *t, const char *prefix,
 /* The algorithm of a public area kmsd could have made, or KMS_ALG_INVALID. */
 enum kms_algorithm kms_tpm_public_algorithm(const TPMT_PUBLIC *p);
 
+/* Shared by keys.c and attest.c, t->lock held where a TPM is used. */
+/* Copy a big-endian number of at most len bytes into out, left-padded
+ * with zeros to exactly len bytes; -1 if it is longer. */
+int kms_tpm_pad_left(const uint8_t *in, size_t in_len, uint8_t *out, size_t len);
+/* The SubjectPublicKeyInfo DER of a public area of algorithm alg (*ret
+ * is the caller's). */
+int kms_tpm_spki_from_public(const TPMT_PUBLIC *p, enum kms_algorithm alg, uint8_t **ret, size_t *ret_len);
+/* After rc from a call that needs a free object slot: true if the TPM
+ * was out of object memory and a key was flushed to make room. */
+bool kms_tpm_made_room(struct kms_tpm *t, TSS2_RC rc);
+/* The loaded key of id: from the LRU, else loaded from its blobs in
+ * tpm_keys (load_key) or from the blobs given (load_blobs, for the
+ * attestation key). -ENOENT if tpm_keys has no row for id. */
+int kms_tpm_load_key(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], struct kms_tpm_key **ret);
+int kms_tpm_load_blobs(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], const TPM2B_PUBLIC *pub,
+                       const TPM2B_PRIVATE *priv, struct kms_tpm_key **ret);
+
+/* The attestation key's blobs (store.c, table tpm_attestation_key, one
+ * row). put keeps a row that is there already; get: -ENOENT if none. */
+int kms_tpm_store_ak_put(struct kms_tpm *t, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv);
+int kms_tpm_store_ak_get(struct kms_tpm *t, TPM2B_PUBLIC *ret_pub, TPM2B_PRIVATE *ret_priv);
+
+/* TPM2_Certify of a key by the attestation key (attest.c), as in struct
+ * kms_backend_ops. */
+int kms_tpm_attest(struct kms_backend_worker *w, const uint8_t id[KMS_KEY_ID_BYTES], const uint8_t *nonce,
+                   size_t nonce_len, uint8_t **ret_attest, size_t *ret_attest_len, uint8_t **ret_sig,
+                   size_t *ret_sig_len, uint8_t **ret_ak_spki, size_t *ret_ak_spki_len, uint8_t **ret_key_name,
+                   size_t *ret_key_name_len, uint8_t **ret_key_public, size_t *ret_key_public_len);
+
 /* Key operations (keys.c), as in struct kms_backend_ops. */
 int kms_tpm_generate(struct kms_backend_worker *w, enum kms_algorithm alg, unsigned usages, const char *label,
                      uint8_t ret_id[KMS_KEY_ID_BYTES], uint8_t **ret_spki, size_t *ret_spki_len);

@@ -46,6 +46,7 @@ CancelDestroy sa{sv} -
 SetKeyOptions sa{sv} a{sv}
 Derive saya{sv} ayu
 Decrypt saya{sv} ayu
+AttestKey saya{sv} ayayayayayu
 OpenSession saysa{sv} sa{sv}
 Seal saya{sv} ay
 OpenEnvelope saya{sv} ay

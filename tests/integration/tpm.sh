@@ -27,6 +27,12 @@
 #               round-robin from parallel clients; after kmsd exits no
 #               transient object or session is left in the TPM, and after
 #               a SIGKILL no more than the slots (the next kmsd flushes)
+#   attest      key attest (TPM2_Certify by kmsd's AK): openssl verifies
+#               the AK's signature over TPMS_ATTEST; python (struct)
+#               checks magic, type, extraData == nonce, name == 0x000b ||
+#               SHA-256(TPMT_PUBLIC) and the public area's point == the
+#               key's SPKI; another nonce gives another attestation; the
+#               AK survives a swtpm restart; PKCS#11 keys are refused
 #   audit       TPM operations are in the audit export like any others
 # swtpm serves one connection at a time: tpm2-tools run only while kmsd
 # is stopped (or before it connects).
@@ -326,6 +332,85 @@ expect_fail 1 "InvalidArgument|AccessDenied" kmsctl sign tpm/unwrap --in msg --o
 expect_fail 1 "InvalidArgument" kmsctl decrypt tpm/rsa-2048 --in wrapped.bin --out no.out
 if ls no.* >/dev/null 2>&1; then fail "failed operations left files: $(ls no.*)"; else pass "failed operations wrote no file"; fi
 
+# ---------------------------------------------------------------- attest
+
+# check_attest.py DIR NONCE_HEX KEY_PEM: what docs/tpm.md tells a person
+# to check, with nothing but the files kmsctl wrote (openssl checked the
+# signature already).
+cat >"$W/check_attest.py" <<'PYEOF'
+import hashlib, struct, subprocess, sys
+
+class Reader:  # big-endian TPM structures, bounds-checked
+    def __init__(self, b): self.b, self.o = b, 0
+    def take(self, n):
+        if n > len(self.b) - self.o: sys.exit("truncated structure")
+        self.o += n
+        return self.b[self.o - n:self.o]
+    def u16(self): return struct.unpack(">H", self.take(2))[0]
+    def u32(self): return struct.unpack(">I", self.take(4))[0]
+    def tpm2b(self): return self.take(self.u16())
+    def done(self): return self.o == len(self.b)
+
+d, nonce, pem = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]
+att = Reader(open(d + "/attest.bin", "rb").read())
+pub = open(d + "/key.public", "rb").read()
+name = open(d + "/key.name", "rb").read()
+magic, typ = att.u32(), att.u16()
+assert magic == 0xFF544347, "magic %#x is not TPM_GENERATED_VALUE" % magic
+assert typ == 0x8017, "type %#x is not TPM_ST_ATTEST_CERTIFY" % typ
+att.tpm2b()                      # qualifiedSigner
+extra = att.tpm2b()
+att.take(17 + 8)                 # clockInfo, firmwareVersion
+cname = att.tpm2b()
+att.tpm2b()                      # qualifiedName
+assert att.done(), "bytes after TPMS_ATTEST"
+assert extra == nonce, "extraData %s is not the nonce" % extra.hex()
+want = b"\x00\x0b" + hashlib.sha256(pub).digest()
+assert cname == want, "certified name %s != 0x000b||SHA-256(key.public)" % cname.hex()
+assert name == want, "key.name is not the name of key.public"
+# TPMT_PUBLIC of an ECC key: type, nameAlg, objectAttributes, authPolicy,
+# symmetric, scheme, curveID, kdf, then unique.x and unique.y.
+p = Reader(pub)
+assert p.u16() == 0x0023, "not an ECC key"
+p.u16(); p.u32(); p.tpm2b()
+if p.u16() != 0x0010: p.take(4)  # symmetric: keyBits, mode
+if p.u16() != 0x0010: p.take(2)  # scheme: hashAlg
+p.u16()                          # curveID
+if p.u16() != 0x0010: p.take(2)  # kdf: hashAlg
+x, y = p.tpm2b(), p.tpm2b()
+assert p.done(), "bytes after TPMT_PUBLIC"
+spki = subprocess.run(["openssl", "pkey", "-pubin", "-in", pem, "-outform", "DER"],
+                      check=True, capture_output=True).stdout
+assert spki.endswith(b"\x04" + x + y), "the public area's point is not the key's (key public)"
+print("ok: certify of", name.hex(), "with nonce", nonce.hex())
+PYEOF
+NONCE1=$(head -c 32 /dev/urandom | hex)
+NONCE2=$(head -c 20 /dev/urandom | hex)
+check "key attest tpm/dh --nonce" kmsctl key attest tpm/dh --nonce "$NONCE1" --out-dir att1 --out att1.json
+check "openssl verifies the AK's signature over attest.bin" \
+        openssl dgst -sha256 -verify att1/ak.pem -signature att1/attest.sig att1/attest.bin
+check "TPMS_ATTEST: magic, certify, extraData = nonce, name = 0x000b||SHA-256(public), point = key public" \
+        "$KMS_PYTHON" "$W/check_attest.py" att1 "$NONCE1" tpm-dh.pem
+expect_eq "--out JSON holds what --out-dir wrote" True "$(kms_json att1.json "(
+d['nonce'] == '$NONCE1' and d['attest'] == open('att1/attest.bin','rb').read().hex() and
+d['signature'] == open('att1/attest.sig','rb').read().hex() and d['ak_pem'] == open('att1/ak.pem').read() and
+d['key_public'] == open('att1/key.public','rb').read().hex() and d['key_name'] == open('att1/key.name','rb').read().hex())" 2>&1)"
+check "key attest tpm/dh with another nonce" kmsctl key attest tpm/dh --nonce "$NONCE2" --out-dir att2
+check "... verifies" openssl dgst -sha256 -verify att2/ak.pem -signature att2/attest.sig att2/attest.bin
+check "... and carries that nonce" "$KMS_PYTHON" "$W/check_attest.py" att2 "$NONCE2" tpm-dh.pem
+if cmp -s att1/attest.bin att2/attest.bin; then fail "two nonces gave the same attestation"; else pass "another nonce, another attestation"; fi
+check "the same AK both times" cmp att1/ak.pem att2/ak.pem
+check "key attest tpm/ec-p384 (random nonce)" kmsctl key attest tpm/ec-p384 --out-dir att3
+check "... verifies" openssl dgst -sha256 -verify att3/ak.pem -signature att3/attest.sig att3/attest.bin
+check "... P-384 key, random 32-byte nonce" "$KMS_PYTHON" "$W/check_attest.py" att3 "$(hex <att3/nonce.bin)" tpm-ec-p384.pem
+expect_eq "the default nonce is 32 bytes" 32 "$(wc -c <att3/nonce.bin | tr -d ' ')"
+if openssl dgst -sha256 -verify att1/ak.pem -signature att1/attest.sig att2/attest.bin >/dev/null 2>&1; then
+        fail "a signature verifies over another attestation"
+else pass "the signature does not verify over another attestation"; fi
+expect_fail 1 "only TPM keys.*InvalidArgument" kmsctl key attest p11/ec-p256 --out-dir no.att
+expect_fail 2 "at most 64" kmsctl key attest tpm/dh --nonce "$(printf '%0130d' 0)" --out-dir no.att
+expect_fail 1 "KeyRevoked" kmsctl key attest tpm/ec-p256 --out-dir no.att
+
 # ---------------------------------------------------------------- kmsd restart
 
 kms_restart_kmsd
@@ -351,6 +436,10 @@ check "same secret" cmp d2.bin d5.bin
 check "decrypt after the swtpm restart" kmsctl decrypt tpm/unwrap --in wrapped.bin --out key3.out
 check "same plaintext" cmp key32.bin key3.out
 expect_eq "status: the TPM is available again" True "$(kms_status_field tpm_available 2>&1)"
+check "key attest after the swtpm restart" kmsctl key attest tpm/dh --nonce "$NONCE1" --out-dir att4
+check "... verifies" openssl dgst -sha256 -verify att4/ak.pem -signature att4/attest.sig att4/attest.bin
+check "... and checks" "$KMS_PYTHON" "$W/check_attest.py" att4 "$NONCE1" tpm-dh.pem
+check "the AK (reloaded from its blobs) is the same" cmp att1/ak.pem att4/ak.pem
 
 # ---------------------------------------------------------------- unreachable
 
