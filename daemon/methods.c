@@ -157,6 +157,17 @@ static int option_number(DBusMessageIter *var, const char *key, int type, uint64
         return 0;
 }
 
+static int option_u32(DBusMessageIter *var, const char *key, uint32_t min, uint32_t max, uint32_t *ret, char *errmsg,
+                      size_t errlen)
+{
+        uint64_t v;
+        int r = option_number(var, key, DBUS_TYPE_UINT32, min, max, &v, errmsg, errlen);
+
+        if (r >= 0)
+                *ret = (uint32_t)v;
+        return r;
+}
+
 static int option_u64(DBusMessageIter *var, const char *key, uint64_t min, uint64_t *ret, char *errmsg, size_t errlen)
 {
         return option_number(var, key, DBUS_TYPE_UINT64, min, (uint64_t)INT64_MAX / 2, ret, errmsg, errlen);
@@ -1451,18 +1462,12 @@ static int option_bytes(DBusMessageIter *var, const char *key, size_t max, const
 
 static int option_derive(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
-        uint64_t v;
-        int r;
-
         if (strcmp(key, "salt") == 0)
                 return option_bytes(var, key, KMS_MAX_KDF_SALT, &req->salt, &req->salt_len, errmsg, errlen);
         if (strcmp(key, "info") == 0)
                 return option_bytes(var, key, KMS_HKDF_MAX_INFO, &req->info, &req->info_len, errmsg, errlen);
         if (strcmp(key, "length") == 0) {
-                r = option_number(var, key, DBUS_TYPE_UINT32, 1, KMS_MAX_DERIVE_LENGTH, &v, errmsg, errlen);
-                if (r >= 0)
-                        req->length = (uint32_t)v;
-                return r;
+                return option_u32(var, key, 1, KMS_MAX_DERIVE_LENGTH, &req->length, errmsg, errlen);
         }
         return -ENOENT;
 }
@@ -1590,14 +1595,8 @@ static int run_derive(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 static int option_decrypt(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
-        uint64_t v;
-        int r;
-
         if (strcmp(key, "version") == 0) {
-                r = option_number(var, key, DBUS_TYPE_UINT32, 1, UINT32_MAX, &v, errmsg, errlen);
-                if (r >= 0)
-                        req->version = (uint32_t)v;
-                return r;
+                return option_u32(var, key, 1, UINT32_MAX, &req->version, errmsg, errlen);
         }
         return -ENOENT;
 }
@@ -2085,7 +2084,6 @@ static int run_list_sessions(struct kms_worker *w, struct kms_request *req, DBus
 
 static int option_audit(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
-        uint64_t v;
         int r;
 
         if (strcmp(key, "from_seq") == 0)
@@ -2116,12 +2114,9 @@ static int option_audit(struct kms_request *req, const char *key, DBusMessageIte
                 snprintf(req->name, sizeof(req->name), "%s", name);
                 return 0;
         }
-        if (strcmp(key, "last") == 0 || strcmp(key, "limit") == 0) {
-                r = option_number(var, key, DBUS_TYPE_UINT32, 1, KMS_AUDIT_PAGE_MAX, &v, errmsg, errlen);
-                if (r >= 0)
-                        *(key[1] == 'a' ? &req->last : &req->limit) = (uint32_t)v;
-                return r;
-        }
+        if (strcmp(key, "last") == 0 || strcmp(key, "limit") == 0)
+                return option_u32(var, key, 1, KMS_AUDIT_PAGE_MAX, key[1] == 'a' ? &req->last : &req->limit, errmsg,
+                                  errlen);
         return -ENOENT;
 }
 

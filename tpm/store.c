@@ -132,52 +132,55 @@ out:
         return r;
 }
 
-int kms_tpm_store_get(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], TPM2B_PUBLIC *ret_pub,
+/* Step st (prepared, bound; db_lock held) for one row of (public,
+ * private) blobs and unmarshal them: exactly one structure in each blob,
+ * nothing after it. -ENOENT without a row. Finalizes st. */
+static int read_blobs(struct kms_tpm *t, sqlite3_stmt *st, const char *what, TPM2B_PUBLIC *ret_pub,
                       TPM2B_PRIVATE *ret_priv)
 {
-        sqlite3_stmt *st = NULL;
         TPM2B_PUBLIC pub = {0};
         TPM2B_PRIVATE priv = {0};
-        int r;
+        int r = sqlite3_step(st);
 
-        pthread_mutex_lock(&t->db_lock);
-        r = sqlite3_prepare_v2(t->db, "SELECT public, private FROM tpm_keys WHERE id = ?", -1, &st, NULL);
-        if (r != SQLITE_OK) {
-                r = db_error(t, r, "prepare SELECT");
-                goto out;
-        }
-        if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
-                r = db_error(t, sqlite3_errcode(t->db), "bind SELECT");
-                goto out;
-        }
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE) {
+        if (r == SQLITE_DONE)
                 r = -ENOENT;
-                goto out;
-        }
-        if (r != SQLITE_ROW) {
-                r = db_error(t, r, "SELECT FROM tpm_keys");
-                goto out;
-        }
-        {
+        else if (r != SQLITE_ROW)
+                r = db_error(t, r, what);
+        else {
                 const uint8_t *a = sqlite3_column_blob(st, 0), *b = sqlite3_column_blob(st, 1);
                 size_t alen = (size_t)sqlite3_column_bytes(st, 0), blen = (size_t)sqlite3_column_bytes(st, 1);
                 size_t aoff = 0, boff = 0;
 
-                /* Exactly one structure in each blob, nothing after it. */
                 if (!a || !b || alen > KMS_TPM_MAX_BLOB || blen > KMS_TPM_MAX_BLOB ||
                     Tss2_MU_TPM2B_PUBLIC_Unmarshal(a, alen, &aoff, &pub) != TSS2_RC_SUCCESS || aoff != alen ||
                     Tss2_MU_TPM2B_PRIVATE_Unmarshal(b, blen, &boff, &priv) != TSS2_RC_SUCCESS || boff != blen) {
-                        log_debug("tpm: the blobs of a key in tpm_keys do not unmarshal");
+                        log_debug("tpm: %s: the blobs do not unmarshal", what);
                         r = KMS_E_STORE;
-                        goto out;
+                } else {
+                        *ret_pub = pub;
+                        *ret_priv = priv;
+                        r = 0;
                 }
         }
-        *ret_pub = pub;
-        *ret_priv = priv;
-        r = 0;
-out:
         sqlite3_finalize(st);
+        return r;
+}
+
+int kms_tpm_store_get(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], TPM2B_PUBLIC *ret_pub,
+                      TPM2B_PRIVATE *ret_priv)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        pthread_mutex_lock(&t->db_lock);
+        r = sqlite3_prepare_v2(t->db, "SELECT public, private FROM tpm_keys WHERE id = ?", -1, &st, NULL);
+        if (r != SQLITE_OK)
+                r = db_error(t, r, "prepare SELECT");
+        else if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
+                r = db_error(t, sqlite3_errcode(t->db), "bind SELECT");
+                sqlite3_finalize(st);
+        } else
+                r = read_blobs(t, st, "SELECT FROM tpm_keys", ret_pub, ret_priv);
         pthread_mutex_unlock(&t->db_lock);
         return r;
 }
@@ -347,43 +350,14 @@ out:
 int kms_tpm_store_ak_get(struct kms_tpm *t, TPM2B_PUBLIC *ret_pub, TPM2B_PRIVATE *ret_priv)
 {
         sqlite3_stmt *st = NULL;
-        TPM2B_PUBLIC pub = {0};
-        TPM2B_PRIVATE priv = {0};
         int r;
 
         pthread_mutex_lock(&t->db_lock);
         r = sqlite3_prepare_v2(t->db, "SELECT public, private FROM tpm_attestation_key WHERE slot = 1", -1, &st, NULL);
-        if (r != SQLITE_OK) {
+        if (r != SQLITE_OK)
                 r = db_error(t, r, "prepare SELECT AK");
-                goto out;
-        }
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE) {
-                r = -ENOENT;
-                goto out;
-        }
-        if (r != SQLITE_ROW) {
-                r = db_error(t, r, "SELECT FROM tpm_attestation_key");
-                goto out;
-        }
-        {
-                const uint8_t *a = sqlite3_column_blob(st, 0), *b = sqlite3_column_blob(st, 1);
-                size_t alen = (size_t)sqlite3_column_bytes(st, 0), blen = (size_t)sqlite3_column_bytes(st, 1);
-                size_t aoff = 0, boff = 0;
-
-                if (!a || !b || alen > KMS_TPM_MAX_BLOB || blen > KMS_TPM_MAX_BLOB ||
-                    Tss2_MU_TPM2B_PUBLIC_Unmarshal(a, alen, &aoff, &pub) != TSS2_RC_SUCCESS || aoff != alen ||
-                    Tss2_MU_TPM2B_PRIVATE_Unmarshal(b, blen, &boff, &priv) != TSS2_RC_SUCCESS || boff != blen) {
-                        log_debug("tpm: the attestation key's blobs do not unmarshal");
-                        r = KMS_E_STORE;
-                        goto out;
-                }
-        }
-        *ret_pub = pub;
-        *ret_priv = priv;
-        r = 0;
-out:
-        sqlite3_finalize(st);
+        else
+                r = read_blobs(t, st, "SELECT FROM tpm_attestation_key", ret_pub, ret_priv);
         pthread_mutex_unlock(&t->db_lock);
         return r;
 }

@@ -5,7 +5,7 @@
 # socket, and kmsd itself; it exports KMSD_BUS_ADDRESS and SOFTHSM2_CONF.
 # kms_harness_stop (also run from the EXIT trap) stops exactly the processes
 # it started, by pid, checks kmsd's log for sanitizer reports and removes the
-# folder. Nothing here uses pkill/killall or any network port.
+# folder. Nothing here stops a process by name or uses a network port.
 #
 # Environment (set by ctest, see tests/CMakeLists.txt):
 #   KMSD_BIN, KMSCTL_BIN    the binaries under test
