@@ -207,27 +207,14 @@ done
 
 # --- swtpm (--tpm) --------------------------------------------------------
 # As tests/lib/swtpm.sh does: two consecutive free ports on 127.0.0.1
-# (server, control), ready when the control port accepts (the server port
-# is left alone: swtpm serves one client at a time).
+# (server, control) outside the ephemeral range (tests/lib/free_ports.py),
+# ready when the control port accepts (the server port is left alone:
+# swtpm serves one client at a time).
 tcti=""
 if [ "$tpm" = 1 ]; then
     mkdir -m 700 "$tmp/swtpm"
     for _ in $(seq 10); do
-        port=$(python3 -c '
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    try:
-        for q in (p, p + 1):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", q))
-            finally:
-                s.close()
-    except OSError:
-        continue
-    print(p)
-    break')
+        port=$(python3 "$here/../lib/free_ports.py") || port=""
         [ -n "$port" ] || fail "no free pair of TCP ports on 127.0.0.1 for swtpm"
         swtpm socket --tpm2 --tpmstate "dir=$tmp/swtpm" \
             --server "type=tcp,port=$port,bindaddr=127.0.0.1" \

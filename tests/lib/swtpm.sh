@@ -38,25 +38,10 @@ kms_swtpm_trap() {
         trap kms__swtpm_on_exit EXIT
 }
 
-# Two consecutive free TCP ports on 127.0.0.1 (the first one even).
+# Two consecutive free TCP ports on 127.0.0.1 (the first one even),
+# outside the ephemeral range (see free_ports.py: why).
 kms__swtpm_free_ports() {
-        "${KMS_PYTHON:-python3}" - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    ok = True
-    for q in (p, p + 1):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-PY
+        "${KMS_PYTHON:-python3}" "$KMS_LIB_DIR/free_ports.py"
 }
 
 # Is something accepting connections on 127.0.0.1:PORT?
