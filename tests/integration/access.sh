@@ -34,22 +34,6 @@ W=$KMS_T/work
 mkdir -m 777 "$W"
 cd "$W"
 
-# as USER CMD...: kmsctl as USER with the groups of USER's account (setpriv
-# --init-groups), so the process and the account agree.
-as() {
-        local user=$1 errf rc=0
-        shift
-        errf=$(mktemp "$W/err.XXXXXX")
-        chmod 666 "$errf"
-        timeout -k 5 120 setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
-                env KMSD_BUS_ADDRESS="$KMSD_BUS_ADDRESS" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
-                "$KMSCTL_BIN" "$@" 2>"$errf" || rc=$?
-        cat "$errf" >&2
-        rm -f "$errf"
-        return "$rc"
-}
-as_nobody() { as nobody "$@"; }
-
 # reload_by_sighup: SIGHUP kmsd and wait until its log shows the outcome.
 reload_by_sighup() {
         local before
@@ -194,10 +178,10 @@ expect_eq "deny rule" "False rule [freeze-nobody] ($P/10-freeze.conf:1, effect d
 
 # ---------------------------------------------------------------- admin group
 if [[ -n "$ADM_USER" ]]; then
-        check "an admin-group member signs with root's key" as "$ADM_USER" sign root/key --in msg --out adm.sig
+        check "an admin-group member signs with root's key" as_user "$ADM_USER" sign root/key --in msg --out adm.sig
         check "an admin-group member creates a key for nobody" \
-                as "$ADM_USER" key create chat/by-admin --algorithm ec-p256 --owner nobody
-        check "an admin-group member shows the policy" as "$ADM_USER" policy show
+                as_user "$ADM_USER" key create chat/by-admin --algorithm ec-p256 --owner nobody
+        check "an admin-group member shows the policy" as_user "$ADM_USER" policy show
         check "policy check explains the admin" kmsctl policy check --user "$ADM_USER" --key root/key --op destroy
         expect_eq "admin via group" "allow: admin: member of group $ADM_GROUP" "$(cat "$KMS_OUT")"
 else

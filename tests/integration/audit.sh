@@ -39,35 +39,6 @@ cd "$W"
 AV=$KMS_LIB_DIR/audit_verify.py
 NOBODY_UID=$(id -u nobody)
 
-hex() { od -An -v -tx1 | tr -d ' \n'; }
-
-# as_nobody CMD...: kmsctl as the user nobody (and nobody's group).
-as_nobody() {
-        local errf rc=0
-        errf=$(mktemp "$W/err.XXXXXX")
-        chmod 666 "$errf"
-        timeout -k 5 120 setpriv --reuid=nobody --regid="$(id -g nobody)" --init-groups \
-                env KMSD_BUS_ADDRESS="$KMSD_BUS_ADDRESS" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
-                "$KMSCTL_BIN" "$@" 2>"$errf" || rc=$?
-        if grep -Eq "$KMS_SANITIZER_RE" "$errf"; then
-                cat "$errf" >>"$KMS_T/kmsctl-sanitizer.log"
-        fi
-        cat "$errf" >&2
-        rm -f "$errf"
-        return "$rc"
-}
-
-# flip FILE OFFSET OUT: FILE with the byte at OFFSET (negative: from the
-# end) XORed with 0x01.
-flip() {
-        "$KMS_PYTHON" - "$1" "$2" "$3" <<'PY'
-import sys
-d = bytearray(open(sys.argv[1], "rb").read())
-d[int(sys.argv[2])] ^= 1
-open(sys.argv[3], "wb").write(d)
-PY
-}
-
 # find_record FILE PYEXPR: the last record r of the export FILE for which
 # PYEXPR holds, as JSON in $W/rec.json; fails when there is none.
 find_record() {

@@ -27,44 +27,7 @@ W=$KMS_T/work
 mkdir -m 777 "$W"
 cd "$W"
 
-hex() { od -An -v -tx1 | tr -d ' \n'; }
 mode_of() { stat -c %a "$1"; }
-
-# hkdf IKM_HEX SALT_HEX INFO_HEX LENGTH: openssl's HKDF-SHA256 as lower-case
-# hex; an empty SALT_HEX or INFO_HEX leaves the option out (HKDF's defaults).
-hkdf() {
-        local opts=(-keylen "$4" -kdfopt digest:SHA256 -kdfopt "hexkey:$1")
-        [[ -z "$2" ]] || opts+=(-kdfopt "hexsalt:$2")
-        [[ -z "$3" ]] || opts+=(-kdfopt "hexinfo:$3")
-        openssl kdf "${opts[@]}" HKDF | tr -d ':\n' | tr 'A-F' 'a-f'
-}
-
-# flip FILE OFFSET OUT: FILE with the byte at OFFSET (negative: from the
-# end) XORed with 0x01.
-flip() {
-        "$KMS_PYTHON" - "$1" "$2" "$3" <<'PY'
-import sys
-d = bytearray(open(sys.argv[1], "rb").read())
-d[int(sys.argv[2])] ^= 1
-open(sys.argv[3], "wb").write(d)
-PY
-}
-
-# as_nobody CMD...: kmsctl as the user nobody (and nobody's group).
-as_nobody() {
-        local errf rc=0
-        errf=$(mktemp "$W/err.XXXXXX")
-        chmod 666 "$errf"
-        timeout -k 5 120 setpriv --reuid=nobody --regid="$(id -g nobody)" --init-groups \
-                env KMSD_BUS_ADDRESS="$KMSD_BUS_ADDRESS" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
-                "$KMSCTL_BIN" "$@" 2>"$errf" || rc=$?
-        if grep -Eq "$KMS_SANITIZER_RE" "$errf"; then
-                cat "$errf" >>"$KMS_T/kmsctl-sanitizer.log"
-        fi
-        cat "$errf" >&2
-        rm -f "$errf"
-        return "$rc"
-}
 
 # ================================================================ derive
 check "create chat/alice (ec-p256, sign and derive)" kmsctl key create chat/alice --algorithm ec-p256 --usage sign,derive

@@ -89,18 +89,6 @@ check_program() {
         program_result "$desc" "$KMS_RC" "$KMS_OUT" "$KMS_ERR"
 }
 
-# Transient objects (or with an argument, another kind of handle:
-# loaded-session) in the TPM, as tpm2-tools sees them.
-transient_handles() {
-        local out
-        out=$(timeout -k 5 60 tpm2_getcap "handles-${1:-transient}" 2>"$KMS_T/getcap.err") || {
-                cat "$KMS_T/getcap.err" >&2
-                echo -1
-                return 0
-        }
-        grep -c '^- 0x' <<<"$out" || true
-}
-
 # ---------------------------------------------------------------- owner auth
 
 (
@@ -122,7 +110,7 @@ grep -q 'chmod 600' "$KMS_OUT" && pass "the message says how to fix the file mod
 # ---------------------------------------------------------------- create
 
 check_program "tpm-backend-check create" create "$KMS_SWTPM_TCTI" "$DB" "$KMS_T" "$KMS_T/owner-auth"
-expect_eq "transient objects left in the TPM after the program closed the backend" 0 "$(transient_handles)"
+expect_eq "transient objects left in the TPM after the program closed the backend" 0 "$(kms_tpm_handles transient)"
 
 check "openssl verifies the ECDSA P-256 signature" \
         openssl dgst -sha256 -verify ecdsa.pem -signature ecdsa.sig data.bin
@@ -169,12 +157,12 @@ check "openssl pkeyutl RSA-OAEP-SHA-256 encryption to the TPM key" \
 # they stay): the next open must flush them.
 check_program "tpm-backend-check crash (exits with the SRK and a key loaded)" crash "$KMS_SWTPM_TCTI" "$DB" \
         "$KMS_T" "$KMS_T/owner-auth"
-expect_eq "transient objects a crashed process left in the TPM" 2 "$(transient_handles)"
-expect_eq "sessions a crashed process left in the TPM" 1 "$(transient_handles loaded-session)"
+expect_eq "transient objects a crashed process left in the TPM" 2 "$(kms_tpm_handles transient)"
+expect_eq "sessions a crashed process left in the TPM" 1 "$(kms_tpm_handles loaded-session)"
 check_program "tpm-backend-check reopen (new process after the crash)" reopen "$KMS_SWTPM_TCTI" "$DB" "$KMS_T" \
         "$KMS_T/owner-auth"
-expect_eq "transient objects left after the next process closed the backend" 0 "$(transient_handles)"
-expect_eq "sessions left after the next process closed the backend" 0 "$(transient_handles loaded-session)"
+expect_eq "transient objects left after the next process closed the backend" 0 "$(kms_tpm_handles transient)"
+expect_eq "sessions left after the next process closed the backend" 0 "$(kms_tpm_handles loaded-session)"
 
 kms_swtpm_stop
 kms_swtpm_start "$KMS_T/swtpm"
@@ -184,7 +172,7 @@ check_program "tpm-backend-check reopen (new process, swtpm restarted)" reopen "
 check "the kept key's SPKI converts to PEM" openssl pkey -pubin -inform DER -in keep.spki -out keep.pem
 check "openssl verifies the signature made after the restart" \
         openssl dgst -sha256 -verify keep.pem -signature reopen.sig reopen.bin
-expect_eq "transient objects left in the TPM after the reopened backend closed" 0 "$(transient_handles)"
+expect_eq "transient objects left in the TPM after the reopened backend closed" 0 "$(kms_tpm_handles transient)"
 
 # ---------------------------------------------------------------- reconnect
 
@@ -221,7 +209,7 @@ CHECK_PID=""
 program_result "tpm-backend-check reconnect (swtpm stopped and restarted under an open backend)" "$rc" \
         "$KMS_T/reconnect.out" "$KMS_T/reconnect.err"
 if [[ -n "$KMS_SWTPM_PID" ]]; then
-        expect_eq "transient objects left in the TPM after reconnecting" 0 "$(transient_handles)"
+        expect_eq "transient objects left in the TPM after reconnecting" 0 "$(kms_tpm_handles transient)"
 fi
 
 # ---------------------------------------------------------------- offline

@@ -53,17 +53,6 @@ mkdir -m 700 "$W"
 cd "$W"
 DB=$KMS_T/state/kmsd.db
 
-hex() { od -An -v -tx1 | tr -d ' \n'; }
-
-# hkdf IKM_HEX SALT_HEX INFO_HEX LENGTH: openssl's HKDF-SHA256, lower-case
-# hex; an empty SALT_HEX or INFO_HEX leaves the option out.
-hkdf() {
-        local opts=(-keylen "$4" -kdfopt digest:SHA256 -kdfopt "hexkey:$1")
-        [[ -z "$2" ]] || opts+=(-kdfopt "hexsalt:$2")
-        [[ -z "$3" ]] || opts+=(-kdfopt "hexinfo:$3")
-        openssl kdf "${opts[@]}" HKDF | tr -d ':\n' | tr 'A-F' 'a-f'
-}
-
 # The ids (lower-case hex) in the TPM backend's blob table.
 tpm_table_ids() {
         sqlite3 -cmd '.timeout 5000' "$DB" 'SELECT lower(hex(id)) FROM tpm_keys ORDER BY 1'
@@ -79,18 +68,6 @@ backend_id() {
 in_table() {
         tpm_table_ids >"$W/ids.txt" || return 2
         grep -qx "$1" "$W/ids.txt"
-}
-
-# TPM handles of a kind (transient, loaded-session) as tpm2-tools sees
-# them; -1 if tpm2_getcap fails. Only while kmsd is not connected.
-tpm_handles() {
-        local out
-        out=$(timeout -k 5 60 tpm2_getcap "handles-$1" 2>"$W/getcap.err") || {
-                cat "$W/getcap.err" >&2
-                echo -1
-                return 0
-        }
-        grep -c '^- 0x' <<<"$out" || true
 }
 
 # sign_verify DESC NAME PUB [kmsctl sign options] -- [openssl dgst options]:
@@ -556,8 +533,8 @@ expect_eq "status: transient_free within 0..max after the load" True \
         "$(kms_json "$KMS_OUT" '0 <= d["tpm"]["transient_free"] <= d["tpm"]["transient_max"]' 2>&1)"
 
 kms_stop_kmsd
-expect_eq "transient objects in the TPM after kmsd exited" 0 "$(tpm_handles transient)"
-expect_eq "sessions in the TPM after kmsd exited" 0 "$(tpm_handles loaded-session)"
+expect_eq "transient objects in the TPM after kmsd exited" 0 "$(kms_tpm_handles transient)"
+expect_eq "sessions in the TPM after kmsd exited" 0 "$(kms_tpm_handles loaded-session)"
 
 # A kmsd that dies with keys loaded leaves at most the slots; the next
 # one flushes them.
@@ -568,7 +545,7 @@ done
 kill -KILL "$KMS_KMSD_PID"
 wait "$KMS_KMSD_PID" 2>/dev/null || true
 KMS_KMSD_PID=""
-left=$(tpm_handles transient)
+left=$(kms_tpm_handles transient)
 if ((left >= 0 && left <= SLOTS)); then
         pass "a killed kmsd left $left transient objects (<= $SLOTS slots)"
 else
@@ -605,8 +582,8 @@ check "audit verify (chain and checkpoints)" kmsctl audit verify audit.jsonl --p
 # The kmsd after the SIGKILL flushed what the killed one left: after it
 # exits, nothing is left.
 kms_stop_kmsd
-expect_eq "transient objects after the next kmsd exited" 0 "$(tpm_handles transient)"
-expect_eq "sessions after the next kmsd exited" 0 "$(tpm_handles loaded-session)"
+expect_eq "transient objects after the next kmsd exited" 0 "$(kms_tpm_handles transient)"
+expect_eq "sessions after the next kmsd exited" 0 "$(kms_tpm_handles loaded-session)"
 # swtpm's state is in $KMS_T, which kms_finish removes: stop it first.
 kms_swtpm_stop
 

@@ -96,11 +96,6 @@ printf 'one too many\n' >a2b.txt
 expect_fail 1 "SessionExpired" kmsctl session seal "$A" --in a2b.txt --out a2b.101.env
 expect_fail 1 "SessionExpired" bob kmsctl session seal "$B" --in a2b.txt --out b2a.101.env
 
-# Another uid presenting Alice's session id: refused and logged.
-as_nobody() {
-        timeout -k 5 60 setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups \
-                env KMSD_BUS_ADDRESS="$KMSD_BUS_ADDRESS" ASAN_OPTIONS="${ASAN_OPTIONS:-}" "$KMSCTL_BIN" "$@"
-}
 chmod 644 a2b.txt
 expect_fail 3 "AccessDenied" as_nobody session seal "$A" --in a2b.txt --out /dev/null
 grep -q "denied: uid $(id -u nobody) pid [0-9]* Seal session $A: the session belongs to another user" "$KMS_T/kmsd.log" &&

@@ -224,6 +224,53 @@ kms_random_pin() {
         od -An -N16 -tx1 /dev/urandom | tr -d ' \n'
 }
 
+# ---------------------------------------------------------------- test bodies
+# Short helpers that several tests use in their own checks.
+
+# hex: standard input as lower-case hex on one line, no newline.
+hex() { od -An -v -tx1 | tr -d ' \n'; }
+
+# hkdf IKM_HEX SALT_HEX INFO_HEX LENGTH: openssl's HKDF-SHA256 as
+# lower-case hex; an empty SALT_HEX or INFO_HEX leaves the option out
+# (HKDF's defaults).
+hkdf() {
+        local opts=(-keylen "$4" -kdfopt digest:SHA256 -kdfopt "hexkey:$1")
+        [[ -z "$2" ]] || opts+=(-kdfopt "hexsalt:$2")
+        [[ -z "$3" ]] || opts+=(-kdfopt "hexinfo:$3")
+        openssl kdf "${opts[@]}" HKDF | tr -d ':\n' | tr 'A-F' 'a-f'
+}
+
+# flip FILE OFFSET OUT: FILE with the byte at OFFSET (negative: from the
+# end) XORed with 0x01.
+flip() {
+        "$KMS_PYTHON" - "$1" "$2" "$3" <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+d[int(sys.argv[2])] ^= 1
+open(sys.argv[3], "wb").write(d)
+PY
+}
+
+# as_user USER ARGS...: kmsctl ARGS as USER, with the groups of USER's
+# account (setpriv --init-groups), so the process and the account agree.
+# Files kmsctl writes need a folder USER may write to. A sanitizer report
+# goes to kmsctl-sanitizer.log, as for kmsctl.
+as_user() {
+        local user=$1 errf rc=0
+        shift
+        errf=$(mktemp "$KMS_T/as-user.XXXXXX")
+        timeout -k 5 120 setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups \
+                env KMSD_BUS_ADDRESS="$KMSD_BUS_ADDRESS" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
+                "$KMSCTL_BIN" "$@" 2>"$errf" || rc=$?
+        if grep -Eq "$KMS_SANITIZER_RE" "$errf"; then
+                cat "$errf" >>"$KMS_T/kmsctl-sanitizer.log"
+        fi
+        cat "$errf" >&2
+        rm -f "$errf"
+        return "$rc"
+}
+as_nobody() { as_user nobody "$@"; }
+
 # ---------------------------------------------------------------- processes
 
 # Is PID a live (not zombie) process?

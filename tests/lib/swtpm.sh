@@ -109,3 +109,16 @@ kms_swtpm_stop() {
         KMS_SWTPM_PID=""
         echo "=== swtpm stopped $(date +%T)" >>"$KMS_SWTPM_DIR/swtpm.log" 2>/dev/null || true
 }
+
+# kms_tpm_handles KIND: how many handles of KIND (transient,
+# loaded-session, persistent) tpm2_getcap lists; -1 if it fails. Only
+# while no other program holds the TPM (swtpm serves one at a time).
+kms_tpm_handles() {
+        local out
+        out=$(timeout -k 5 60 tpm2_getcap "handles-$1" 2>"$KMS_T/getcap.err") || {
+                cat "$KMS_T/getcap.err" >&2
+                echo -1
+                return 0
+        }
+        grep -c '^- 0x' <<<"$out" || true
+}
