@@ -27,6 +27,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "check.h"
 #include "kms-backend.h"
 #include "kms-key.h"
 #include "kms-log.h"
@@ -34,47 +35,6 @@
 #include "pkcs11-internal.h"
 
 #define TOKEN_PREFIX "kmsd-backend-ops:"
-
-static unsigned passed, failed;
-
-static void check(int ok, const char *fmt, ...) _printf_(2, 3);
-static void check(int ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        printf("%s: ", ok ? "PASS" : "FAIL");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        if (ok)
-                passed++;
-        else
-                failed++;
-}
-
-static const char *err_name(int r)
-{
-        switch (r) {
-        case 0: return "0";
-        case -EINVAL: return "-EINVAL";
-        case -EPERM: return "-EPERM";
-        case -EACCES: return "-EACCES";
-        case -ENOENT: return "-ENOENT";
-        case -EBADMSG: return "-EBADMSG";
-        case -EOPNOTSUPP: return "-EOPNOTSUPP";
-        case -EIO: return "-EIO (backend)";
-        case -ENOMEM: return "-ENOMEM";
-        default: return "other";
-        }
-}
-
-/* Expect r == want. */
-static void check_rc(int r, int want, const char *what)
-{
-        check(r == want, "%s -> %s (want %s)", what, err_name(r), err_name(want));
-}
 
 struct ctx {
         struct kms_backend *b;
@@ -125,7 +85,7 @@ static int generate(struct ctx *c, enum kms_algorithm alg, unsigned usages, cons
         size_t spki_len = 0;
         int r = c->ops->generate(c->w, alg, usages, label, id, &spki, &spki_len);
 
-        check(r == 0, "generate %s usages 0x%x (%s)", kms_algorithm_to_string(alg), usages, err_name(r));
+        check(r == 0, "generate %s usages 0x%x (%s)", kms_algorithm_to_string(alg), usages, check_err_name(r));
         if (r < 0)
                 return r;
         *ret_pub = pkey_from_spki(spki, spki_len);
@@ -206,7 +166,7 @@ static void ec_checks(struct ctx *c, enum kms_algorithm alg)
                 }
                 ok = derive_matches(c, alg, id, point, point_len, secret, secret_len, &r);
                 check(ok, "%s: ECDH secret #%d (%zu bytes) = OpenSSL's EVP_PKEY_derive (%s)", name, i + 1, secret_len,
-                      err_name(r));
+                      check_err_name(r));
         }
         check(secret_len == coord, "%s: the secret is the field size, %zu bytes", name, coord);
 
@@ -222,7 +182,8 @@ static void ec_checks(struct ctx *c, enum kms_algorithm alg)
         }
         if (ok) {
                 ok = derive_matches(c, alg, id, point, point_len, secret, secret_len, &r);
-                check(ok, "%s: a secret with a leading zero byte keeps all %zu bytes (%s)", name, coord, err_name(r));
+                check(ok, "%s: a secret with a leading zero byte keeps all %zu bytes (%s)", name, coord,
+                      check_err_name(r));
         } else
                 check(0, "%s: no peer with a leading-zero secret found in 8192 tries", name);
 
@@ -233,14 +194,15 @@ static void ec_checks(struct ctx *c, enum kms_algorithm alg)
 
                 atomic_store(&P(c)->p->point_form, KMS_PKCS11_POINT_DER);
                 ok = derive_matches(c, alg, id, point, point_len, secret, secret_len, &r);
-                check(ok, "%s: ECDH with the point passed DER-wrapped gives the same secret (%s)", name, err_name(r));
+                check(ok, "%s: ECDH with the point passed DER-wrapped gives the same secret (%s)", name,
+                      check_err_name(r));
                 atomic_store(&P(c)->p->point_form, form);
         }
 
         /* A stale cached handle is dropped and the key found again. */
         kms_pkcs11_cache_put(&P(c)->p->cache, id, (CK_OBJECT_HANDLE)0x7fff1234);
         ok = derive_matches(c, alg, id, point, point_len, secret, secret_len, &r);
-        check(ok, "%s: derive through a stale cached handle finds the key again (%s)", name, err_name(r));
+        check(ok, "%s: derive through a stale cached handle finds the key again (%s)", name, check_err_name(r));
 
         /* Refusals, with the outputs untouched. */
         memset(out, 0xa5, sizeof(out));
@@ -272,15 +234,15 @@ static void ec_checks(struct ctx *c, enum kms_algorithm alg)
         memcpy(bad, point, point_len);
         bad[point_len - 1] ^= 0x01;
         r = c->ops->derive(c->w, id, alg, bad, point_len, out, &out_len);
-        printf("INFO: %s: derive with a point off the curve -> %s\n", name, err_name(r));
+        printf("INFO: %s: derive with a point off the curve -> %s\n", name, check_err_name(r));
         check(r == 0 || r == -EINVAL || r == -EIO, "%s: a point off the curve is answered, not crashed on (%s)", name,
-              err_name(r));
+              check_err_name(r));
         memset(bad, 0, point_len);
         bad[0] = 0x04;
         r = c->ops->derive(c->w, id, alg, bad, point_len, out, &out_len);
-        printf("INFO: %s: derive with the point (0, 0) -> %s\n", name, err_name(r));
+        printf("INFO: %s: derive with the point (0, 0) -> %s\n", name, check_err_name(r));
         check(r == 0 || r == -EINVAL || r == -EIO, "%s: the point (0, 0) is answered, not crashed on (%s)", name,
-              err_name(r));
+              check_err_name(r));
         OPENSSL_cleanse(out, sizeof(out));
 
         /* A key without the derive usage: CKA_DERIVE is false. */
@@ -364,7 +326,7 @@ static void rsa_checks(struct ctx *c, enum kms_algorithm alg)
                 }
                 ok = decrypt_matches(c, alg, id, ct, ct_len, msg, sizes[i], &r);
                 check(ok, "%s: OAEP-SHA-256 decryption of %zu random bytes = the plaintext (%s)", name, sizes[i],
-                      err_name(r));
+                      check_err_name(r));
         }
         printf("INFO: RSA-OAEP-SHA-256 is decoded %s\n",
                atomic_load(&P(c)->p->oaep_mode) == KMS_PKCS11_OAEP_HOST
@@ -395,13 +357,13 @@ static void rsa_checks(struct ctx *c, enum kms_algorithm alg)
                 check(rv == CKR_OK, "%s: left a decryption active in the worker's session", name);
                 ok = decrypt_matches(c, alg, id, ct, ct_len, msg, 32, &r);
                 check(ok, "%s: decrypt still works with an operation left active (session replaced) (%s)", name,
-                      err_name(r));
+                      check_err_name(r));
         }
 
         /* A stale cached handle. */
         kms_pkcs11_cache_put(&P(c)->p->cache, id, (CK_OBJECT_HANDLE)0x7fff4321);
         ok = decrypt_matches(c, alg, id, ct, ct_len, msg, 32, &r);
-        check(ok, "%s: decrypt through a stale cached handle finds the key again (%s)", name, err_name(r));
+        check(ok, "%s: decrypt through a stale cached handle finds the key again (%s)", name, check_err_name(r));
 
         /* Bad ciphertexts: one answer for all, and the session stays usable. */
         memset(out, 0xa5, sizeof(out));
@@ -430,7 +392,7 @@ static void rsa_checks(struct ctx *c, enum kms_algorithm alg)
                 check_rc(r, -EBADMSG, "decrypt of PKCS#1 v1.5 padding");
         }
         ok = decrypt_matches(c, alg, id, ct, k, msg, 32, &r);
-        check(ok, "%s: the good ciphertext still decrypts after the failures (%s)", name, err_name(r));
+        check(ok, "%s: the good ciphertext still decrypts after the failures (%s)", name, check_err_name(r));
 
         memcpy(bad, ct, k);
         bad[k] = 0;
@@ -489,7 +451,7 @@ int main(int argc, char **argv)
         check(c.ops->derive != NULL && c.ops->decrypt != NULL, "the pkcs11 backend has derive and decrypt");
         r = c.ops->worker_open(c.b, &c.w);
         if (r < 0) {
-                fprintf(stderr, "backend-ops-check: worker_open: %s\n", err_name(r));
+                fprintf(stderr, "backend-ops-check: worker_open: %s\n", check_err_name(r));
                 c.ops->free(c.b);
                 return 1;
         }
@@ -516,6 +478,6 @@ int main(int argc, char **argv)
 
         c.ops->worker_close(c.w);
         c.ops->free(c.b);
-        printf("backend-ops-check: %u passed, %u failed\n", passed, failed);
-        return failed == 0 && passed > 0 ? 0 : 1;
+        printf("backend-ops-check: %u passed, %u failed\n", check_passed(), check_failed());
+        return check_exit_status();
 }

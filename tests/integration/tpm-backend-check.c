@@ -52,6 +52,7 @@
 
 #include <tss2/tss2_mu.h>
 
+#include "check.h"
 #include "kms-backend.h"
 #include "kms-key.h"
 #include "kms-log.h"
@@ -65,48 +66,7 @@
 #define THREADS 4
 #define THREAD_OPS 150
 
-static unsigned passed, failed;
 static const char *dir;
-
-static void check(int ok, const char *fmt, ...) _printf_(2, 3);
-static void check(int ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        printf("%s: ", ok ? "PASS" : "FAIL");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        printf("\n");
-        fflush(stdout);
-        if (ok)
-                passed++;
-        else
-                failed++;
-}
-
-static const char *err_name(int r)
-{
-        switch (r) {
-        case 0: return "0";
-        case -EINVAL: return "-EINVAL";
-        case -EPERM: return "-EPERM";
-        case -EACCES: return "-EACCES";
-        case -ENOENT: return "-ENOENT";
-        case -EBADMSG: return "-EBADMSG";
-        case -EOPNOTSUPP: return "-EOPNOTSUPP";
-        case -EBUSY: return "-EBUSY";
-        case -EIO: return "-EIO (backend)";
-        case -ENOMEM: return "-ENOMEM";
-        case -ENODEV: return "-ENODEV";
-        default: return "other";
-        }
-}
-
-static void check_rc(int r, int want, const char *what)
-{
-        check(r == want, "%s -> %s (want %s)", what, err_name(r), err_name(want));
-}
 
 static double now_s(void)
 {
@@ -271,7 +231,8 @@ static int generate(struct ctx *c, enum kms_algorithm alg, unsigned usages, cons
         memset(k, 0, sizeof(*k));
         k->alg = alg;
         r = c->ops->generate(c->w, alg, usages, label, k->id, &k->spki, &k->spki_len);
-        check(r == 0, "generate %s (%s, usages 0x%x) -> %s", what, kms_algorithm_to_string(alg), usages, err_name(r));
+        check(r == 0, "generate %s (%s, usages 0x%x) -> %s", what, kms_algorithm_to_string(alg), usages,
+              check_err_name(r));
         return r;
 }
 
@@ -366,7 +327,7 @@ static void ecdh_checks(struct ctx *c, const struct key *k, const struct key *si
                 r = c->ops->derive(c->w, k->id, k->alg, point, point_len, out, &out_len);
                 ok = r == 0 && out_len == secret_len && CRYPTO_memcmp(out, secret, secret_len) == 0;
                 check(ok, "%s: ECDH_ZGen secret #%d (%zu bytes) = OpenSSL's EVP_PKEY_derive (%s)", what, i + 1, out_len,
-                      err_name(r));
+                      check_err_name(r));
         }
         check(out_len == coord, "%s: the secret is the field size, %zu bytes", what, coord);
 
@@ -378,7 +339,7 @@ static void ecdh_checks(struct ctx *c, const struct key *k, const struct key *si
         bad[point_len - 1] ^= 0x01;
         r = c->ops->derive(c->w, k->id, k->alg, bad, point_len, out, &out_len);
         check(r == -EINVAL, "%s: derive with a point off the curve -> %s (want -EINVAL: TPM_RC_ECC_POINT)", what,
-              err_name(r));
+              check_err_name(r));
         r = c->ops->derive(c->w, k->id, KMS_ALG_RSA_2048, point, point_len, out, &out_len);
         check_rc(r, -EINVAL, "derive with an RSA algorithm");
         check(out[0] == 0xa5 && out_len == 12345, "%s: outputs untouched after the refusals", what);
@@ -426,7 +387,7 @@ static void oaep_checks(struct ctx *c, const struct key *k, const struct key *si
                 r = c->ops->decrypt(c->w, k->id, k->alg, ct, ct_len, out, &out_len);
                 ok = r == 0 && out_len == sizes[i] && (sizes[i] == 0 || CRYPTO_memcmp(out, msg, sizes[i]) == 0);
                 check(ok, "rsa-2048: RSA_Decrypt OAEP-SHA-256 of %zu random bytes = the plaintext (%s)", sizes[i],
-                      err_name(r));
+                      check_err_name(r));
         }
         if (oaep_encrypt(k, "SHA256", msg, 32, ct, &ct_len) < 0)
                 return;
@@ -454,7 +415,7 @@ static void oaep_checks(struct ctx *c, const struct key *k, const struct key *si
         check(out[0] == 0xa5 && out_len == 12345, "rsa-2048: outputs untouched after every refusal");
         r = c->ops->decrypt(c->w, k->id, k->alg, ct, n, out, &out_len);
         check(r == 0 && out_len == 32 && CRYPTO_memcmp(out, msg, 32) == 0,
-              "rsa-2048: the good ciphertext still decrypts after the failures (%s)", err_name(r));
+              "rsa-2048: the good ciphertext still decrypts after the failures (%s)", check_err_name(r));
         if (sign_only && oaep_encrypt(sign_only, "SHA256", msg, 32, bad, &ct_len) == 0) {
                 r = c->ops->decrypt(c->w, sign_only->id, sign_only->alg, bad, ct_len, out, &out_len);
                 check_rc(r, -EPERM, "decrypt with a key created with the sign usage only");
@@ -714,7 +675,7 @@ static int mode_create(struct ctx *c)
         check_ec_spki(&ec_sign, "ec-p256-sign");
         r = sign_verify(c, c->w, &ec_sign, KMS_HASH_SHA256, KMS_PAD_NONE, data, sizeof(data) - 1, sig, &sig_len);
         check(r == 1, "ec-p256: ECDSA SHA-256 signature (DER, %zu bytes) verifies against the SPKI (%s)", sig_len,
-              err_name(r < 0 ? r : 0));
+              check_err_name(r < 0 ? r : 0));
         if (r == 1 &&
             (write_file("ecdsa.sig", sig, sig_len) < 0 || write_pem("ecdsa.pem", ec_sign.spki, ec_sign.spki_len) < 0))
                 check(0, "write ecdsa.sig and ecdsa.pem");
@@ -724,7 +685,7 @@ static int mode_create(struct ctx *c)
                         printf("INFO: ec-p256: the TPM has no %s\n", kms_hash_to_string(hh));
                 else
                         check(r == 1, "ec-p256: ECDSA %s signature verifies (%s)", kms_hash_to_string(hh),
-                              err_name(r < 0 ? r : 0));
+                              check_err_name(r < 0 ? r : 0));
         }
         r = c->ops->sign(c->w, ec_sign.id, ec_sign.alg, KMS_HASH_SHA256, KMS_PAD_PKCS1, digest, 32, sig, &sig_len);
         check_rc(r, -EINVAL, "ECDSA key with PKCS#1 padding");
@@ -747,12 +708,12 @@ static int mode_create(struct ctx *c)
         if (r == -EOPNOTSUPP)
                 printf("INFO: this TPM has no NIST P-384 (generate -> -EOPNOTSUPP)\n");
         else {
-                check(r == 0, "generate ec-p384 (sign, derive) -> %s", err_name(r));
+                check(r == 0, "generate ec-p384 (sign, derive) -> %s", check_err_name(r));
                 if (r == 0) {
                         k.alg = KMS_ALG_EC_P384;
                         check_ec_spki(&k, "ec-p384");
                         r = sign_verify(c, c->w, &k, KMS_HASH_SHA384, KMS_PAD_NONE, data, sizeof(data) - 1, NULL, NULL);
-                        check(r == 1, "ec-p384: ECDSA SHA-384 signature verifies (%s)", err_name(r < 0 ? r : 0));
+                        check(r == 1, "ec-p384: ECDSA SHA-384 signature verifies (%s)", check_err_name(r < 0 ? r : 0));
                         ecdh_checks(c, &k, NULL, "ec-p384");
                         check_rc(c->ops->destroy(c->w, k.id), 0, "destroy the ec-p384 key");
                         key_free(&k);
@@ -764,18 +725,18 @@ static int mode_create(struct ctx *c)
                 r = sign_verify(c, c->w, &rsa_sign, KMS_HASH_SHA256, KMS_PAD_PKCS1, data, sizeof(data) - 1, sig,
                                 &sig_len);
                 check(r == 1 && sig_len == 256, "rsa-2048: PKCS#1 v1.5 SHA-256 signature (%zu bytes) verifies (%s)",
-                      sig_len, err_name(r < 0 ? r : 0));
+                      sig_len, check_err_name(r < 0 ? r : 0));
                 if (r == 1)
                         (void)write_file("rsa-pkcs1.sig", sig, sig_len);
                 r = sign_verify(c, c->w, &rsa_sign, KMS_HASH_SHA256, KMS_PAD_PSS, data, sizeof(data) - 1, sig,
                                 &sig_len);
                 check(r == 1, "rsa-2048: PSS SHA-256 signature verifies with salt = digest length (%s)",
-                      err_name(r < 0 ? r : 0));
+                      check_err_name(r < 0 ? r : 0));
                 if (r == 1)
                         (void)write_file("rsa-pss.sig", sig, sig_len);
                 (void)write_pem("rsa-sign.pem", rsa_sign.spki, rsa_sign.spki_len);
                 r = sign_verify(c, c->w, &rsa_sign, KMS_HASH_SHA384, KMS_PAD_PSS, data, sizeof(data) - 1, NULL, NULL);
-                check(r == 1, "rsa-2048: PSS SHA-384 signature verifies (%s)", err_name(r < 0 ? r : 0));
+                check(r == 1, "rsa-2048: PSS SHA-384 signature verifies (%s)", check_err_name(r < 0 ? r : 0));
                 r = sign_verify(c, c->w, &rsa_sign, KMS_HASH_SHA256, KMS_PAD_NONE, data, 8, NULL, NULL);
                 check_rc(r, -EINVAL, "RSA key without padding");
         }
@@ -800,12 +761,14 @@ static int mode_create(struct ctx *c)
                                kms_algorithm_to_string(a));
                         continue;
                 }
-                check(r == 0, "generate %s -> %s (%.1f s)", kms_algorithm_to_string(a), err_name(r), now_s() - t0);
+                check(r == 0, "generate %s -> %s (%.1f s)", kms_algorithm_to_string(a), check_err_name(r),
+                      now_s() - t0);
                 if (r < 0)
                         continue;
                 k.alg = a;
                 r = sign_verify(c, c->w, &k, KMS_HASH_SHA256, KMS_PAD_PSS, data, sizeof(data) - 1, NULL, NULL);
-                check(r == 1, "%s: PSS signature verifies (%s)", kms_algorithm_to_string(a), err_name(r < 0 ? r : 0));
+                check(r == 1, "%s: PSS signature verifies (%s)", kms_algorithm_to_string(a),
+                      check_err_name(r < 0 ? r : 0));
                 check_rc(c->ops->destroy(c->w, k.id), 0, "destroy the large RSA key");
                 key_free(&k);
         }
@@ -877,7 +840,7 @@ static int kept_key(struct key *k)
         r = hex_id_read("keep.id", k->id);
         if (r == 0)
                 r = read_file("keep.spki", &k->spki, &k->spki_len);
-        check(r == 0, "read keep.id and keep.spki (%s)", err_name(r));
+        check(r == 0, "read keep.id and keep.spki (%s)", check_err_name(r));
         return r;
 }
 
@@ -893,12 +856,13 @@ static int mode_crash(struct ctx *c)
         if (kept_key(&k) < 0)
                 return 1;
         r = sign_verify(c, c->w, &k, KMS_HASH_SHA256, KMS_PAD_NONE, data, sizeof(data) - 1, NULL, NULL);
-        check(r == 1, "the kept key signs (%s)", err_name(r < 0 ? r : 0));
+        check(r == 1, "the kept key signs (%s)", check_err_name(r < 0 ? r : 0));
         check(transient_count(c) == 2, "the SRK and the kept key are loaded");
         key_free(&k);
-        printf("tpm-backend-check crash: %u passed, %u failed; exiting without closing the backend\n", passed, failed);
+        printf("tpm-backend-check crash: %u passed, %u failed; exiting without closing the backend\n", check_passed(),
+               check_failed());
         fflush(stdout);
-        _exit(failed == 0 ? 0 : 1);
+        _exit(check_failed() == 0 ? 0 : 1);
 }
 
 static int mode_reopen(struct ctx *c)
@@ -919,7 +883,7 @@ static int mode_reopen(struct ctx *c)
               "enumerate lists the two kept keys (%u)", n);
         r = sign_verify(c, c->w, &k, KMS_HASH_SHA256, KMS_PAD_NONE, data, sizeof(data) - 1, sig, &sig_len);
         check(r == 1, "the kept ec-p256 key signs after the restart (blobs reloaded under the recreated SRK) (%s)",
-              err_name(r < 0 ? r : 0));
+              check_err_name(r < 0 ? r : 0));
         if (r == 1 &&
             (write_file("reopen.sig", sig, sig_len) < 0 || write_file("reopen.bin", data, sizeof(data) - 1) < 0))
                 check(0, "write reopen.sig");
@@ -929,12 +893,12 @@ static int mode_reopen(struct ctx *c)
                 r = read_file("oaep.bin", &ct, &ct_len);
         if (r == 0)
                 r = read_file("plain.bin", &plain, &plain_len);
-        check(r == 0, "read rsa-dec.id, oaep.bin and plain.bin (%s)", err_name(r));
+        check(r == 0, "read rsa-dec.id, oaep.bin and plain.bin (%s)", check_err_name(r));
         if (r == 0) {
                 r = c->ops->decrypt(c->w, dec_id, KMS_ALG_RSA_2048, ct, ct_len, out, &out_len);
                 check(r == 0 && out_len == plain_len && CRYPTO_memcmp(out, plain, plain_len) == 0,
                       "openssl pkeyutl's RSA-OAEP-SHA-256 ciphertext decrypts to the plaintext (%s, %zu bytes)",
-                      err_name(r), out_len);
+                      check_err_name(r), out_len);
                 OPENSSL_cleanse(out, sizeof(out));
         }
         check(transient_count(c) <= c->t->transient_min, "transient objects within the TPM's slots");
@@ -954,7 +918,7 @@ static int mode_reconnect(struct ctx *c)
         if (kept_key(&k) < 0)
                 return 1;
         r = sign_verify(c, c->w, &k, KMS_HASH_SHA256, KMS_PAD_NONE, data, sizeof(data) - 1, NULL, NULL);
-        check(r == 1, "the kept key signs (%s)", err_name(r < 0 ? r : 0));
+        check(r == 1, "the kept key signs (%s)", check_err_name(r < 0 ? r : 0));
 
         /* The script stops swtpm. */
         check(handshake(1) == 0, "the script stopped swtpm");
@@ -974,7 +938,7 @@ static int mode_reconnect(struct ctx *c)
                         nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
         } while (r != 1 && now_s() - t0 < 10);
         check(r == 1, "the kept key signs again %.1f s after the TPM came back, without reopening the backend (%s)",
-              now_s() - t0, err_name(r < 0 ? r : 0));
+              now_s() - t0, check_err_name(r < 0 ? r : 0));
         r = c->ops->info(c->b, &info);
         check(r == 0 && !info.unavailable, "info: the TPM is available again");
 
@@ -1017,7 +981,7 @@ int main(int argc, char **argv)
 
         if (strcmp(mode, "bad-auth") == 0) {
                 r = open_backend(&c, tcti, db, auth, false, err, sizeof(err));
-                check(r == -EACCES && err[0], "open with a bad owner auth file -> %s: %s", err_name(r), err);
+                check(r == -EACCES && err[0], "open with a bad owner auth file -> %s: %s", check_err_name(r), err);
                 close_backend(&c);
                 goto out;
         }
@@ -1027,11 +991,11 @@ int main(int argc, char **argv)
                 size_t sig_len;
 
                 r = open_backend(&c, tcti, db, auth, false, err, sizeof(err));
-                check(r < 0 && err[0], "open while the TPM is down -> %s: %s", err_name(r), err);
+                check(r < 0 && err[0], "open while the TPM is down -> %s: %s", check_err_name(r), err);
                 close_backend(&c);
                 r = open_backend(&c, tcti, db, auth, true, err, sizeof(err));
-                check(r == 0 && err[0], "open with allow_unreachable while the TPM is down -> %s (\"%s\")", err_name(r),
-                      err);
+                check(r == 0 && err[0], "open with allow_unreachable while the TPM is down -> %s (\"%s\")",
+                      check_err_name(r), err);
                 if (r == 0) {
                         r = c.ops->info(c.b, &info);
                         check(r == 0 && info.unavailable, "info: unavailable, \"%s\"", info.unavailable_why);
@@ -1044,7 +1008,7 @@ int main(int argc, char **argv)
         }
 
         r = open_backend(&c, tcti, db, auth, false, err, sizeof(err));
-        check(r == 0, "kms_tpm_open(%s) -> %s%s%s", tcti, err_name(r), err[0] ? ": " : "", err);
+        check(r == 0, "kms_tpm_open(%s) -> %s%s%s", tcti, check_err_name(r), err[0] ? ": " : "", err);
         if (r < 0)
                 goto out;
         check(strcmp(c.ops->name, "tpm") == 0, "the backend is called \"tpm\"");
@@ -1060,7 +1024,7 @@ int main(int argc, char **argv)
                 check(0, "unknown mode %s", mode);
         close_backend(&c);
 out:
-        printf("tpm-backend-check %s: %u passed, %u failed\n", mode, passed, failed);
-        rc = failed == 0 && passed > 0 ? 0 : 1;
+        printf("tpm-backend-check %s: %u passed, %u failed\n", mode, check_passed(), check_failed());
+        rc = check_exit_status();
         return rc;
 }
