@@ -1,4 +1,5 @@
-/* kmsctl audit verify FILE [--pubkey PEM]...: check an export offline,
+/* kmsctl audit verify FILE [--pubkey PEM]... [--first-seq N] [--last-seq N]:
+ * check an export offline,
  * exactly as docs/audit.md's "Verifying" says, with nothing but the file
  * and the audit public keys; no bus.
  *
@@ -9,6 +10,11 @@
  * does it come later?) and an insertion from an alteration (a prev does
  * not match: does the next line repeat this seq?), the lines after the
  * problem are read ahead; nothing after the first problem is judged.
+ *
+ * What the file alone cannot show (an export that starts late, or one cut
+ * back to an earlier checkpoint) --first-seq and --last-seq check against
+ * what the operator kept: the seq the export must start at, and the
+ * checkpoint seq `kmsctl audit export` printed.
  *
  * Exit status: 0 intact, 1 broken (or not an export), 2 usage (options,
  * an unreadable FILE or public key). */
@@ -45,11 +51,14 @@ struct audit_key {
 struct verify_args {
         const char *pubkey_files[VERIFY_MAX_KEYS];
         size_t n_pubkey_files;
+        uint64_t first_seq; /* 0: any */
+        uint64_t last_seq;  /* 0: any */
 };
 
 struct verify_state {
         struct audit_key keys[VERIFY_MAX_KEYS];
         size_t n_keys;
+        const struct verify_args *args;
         FILE *f;
         char *line; /* getline() buffer */
         size_t line_cap;
@@ -70,6 +79,16 @@ static int handle_option(int opt, const char *arg, void *userdata)
 {
         struct verify_args *a = userdata;
 
+        if (opt == 'f' || opt == 'l') {
+                uint64_t *v = opt == 'f' ? &a->first_seq : &a->last_seq;
+
+                if (kms_parse_u64(arg, 1, INT64_MAX, v) < 0) {
+                        fprintf(stderr, "kmsctl: --%s-seq '%s' is not a seq (a whole number from 1)\n",
+                                opt == 'f' ? "first" : "last", arg);
+                        return -EINVAL;
+                }
+                return 0;
+        }
         if (opt != 'p')
                 return -EINVAL;
         if (a->n_pubkey_files >= VERIFY_MAX_KEYS) {
@@ -428,6 +447,13 @@ static int check_link(struct verify_state *s, const char *path, const struct kms
         uint64_t next;
 
         if (!s->have_prev) {
+                if (s->args->first_seq > 0 && rec->seq != s->args->first_seq) {
+                        printf("the export starts at seq %" PRIu64 ", not at seq %" PRIu64 " (--first-seq): %s\n",
+                               rec->seq, s->args->first_seq,
+                               rec->seq > s->args->first_seq ? "records before it are missing, cut at the front"
+                                                             : "it starts earlier than expected");
+                        return KMS_EXIT_FAILURE;
+                }
                 if (rec->seq == 1 && strcmp(rec->prev, zero_hash) != 0) {
                         printf("record seq 1 (line %" PRIu64 "): altered — its prev is not 64 zeros\n", s->line_no);
                         return KMS_EXIT_FAILURE;
@@ -591,6 +617,12 @@ static int verify_file(struct verify_state *s, const char *path)
                 printf("the export does not end with a signed checkpoint: truncated, or its last checkpoint removed\n");
                 return KMS_EXIT_FAILURE;
         }
+        if (s->args->last_seq > 0 && s->prev_seq < s->args->last_seq) {
+                printf("the export ends with checkpoint seq %" PRIu64 ", before seq %" PRIu64
+                       " (--last-seq): records after it are missing, cut back to an earlier checkpoint\n",
+                       s->prev_seq, s->args->last_seq);
+                return KMS_EXIT_FAILURE;
+        }
         if (s->n_stubs > 0)
                 printf("%" PRIu64 " records (%" PRIu64 " stubs), chain intact, ", s->n_lines, s->n_stubs);
         else
@@ -610,10 +642,12 @@ int kmsctl_audit_verify_main(const struct kmsctl_command *cmd, int argc, char **
 {
         static const struct option options[] = {
                 {"pubkey", required_argument, NULL, 'p'},
+                {"first-seq", required_argument, NULL, 'f'},
+                {"last-seq", required_argument, NULL, 'l'},
                 {},
         };
         struct verify_args a = {0};
-        struct verify_state s = {0};
+        struct verify_state s = {.args = &a};
         char *path;
         int r;
 

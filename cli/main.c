@@ -294,10 +294,13 @@ static const struct kmsctl_command commands[] = {
         {
                 "audit verify",
                 kmsctl_audit_verify_main,
-                "FILE|- [--pubkey PEM]...",
+                "FILE|- [--pubkey PEM]... [--first-seq N] [--last-seq N]",
                 "Check an export offline: hash chain, checkpoint signatures; exit 0 intact, 1 broken",
                 "  --pubkey PEM           An audit public key (kmsctl audit pubkey --all); a file may\n"
-                "                         hold several. Without it only the chain is checked\n",
+                "                         hold several. Without it only the chain is checked\n"
+                "  --first-seq N          The export must start at seq N (1: the whole log)\n"
+                "  --last-seq N           The export must end with a checkpoint at seq N or later\n"
+                "                         (the seq audit export printed)\n",
         },
         {
                 "audit pubkey",

@@ -346,6 +346,42 @@ verify_both "truncation without --pubkey" cut.jsonl 1 \
 check "a checkpoint now (AuditCheckpoint)" kms_call AuditCheckpoint ""
 check "a second export" kmsctl audit export --out two.jsonl
 L2=$(wc -l <two.jsonl)
+
+# What the file alone cannot show, checked against seqs kept apart from
+# it (--first-seq, --last-seq: kmsctl only, the python referee has no
+# such options). two.jsonl ends with checkpoint L2 and holds the earlier
+# checkpoint LAST_SEQ.
+# verify_seq DESC FILE CODE MESSAGE OPTIONS...
+verify_seq() {
+        local desc=$1 file=$2 code=$3 msg=$4
+        shift 4
+        run kmsctl audit verify "$file" --pubkey audit.pem "$@"
+        if ((KMS_RC == code)) && [[ "$(cat "$KMS_OUT")" == "$msg" ]]; then
+                pass "$desc: $msg"
+        else
+                fail "$desc: exit $KMS_RC (expected $code), printed '$(head -c 400 "$KMS_OUT")' '$(head -c 300 "$KMS_ERR")'"
+        fi
+}
+TWO_OK="$L2 records, chain intact, $(grep -c '"kind":"checkpoint"' two.jsonl) checkpoints verified"
+verify_seq "the whole export, --first-seq 1 --last-seq L2" two.jsonl 0 "$TWO_OK" --first-seq 1 --last-seq "$L2"
+verify_seq "a later checkpoint than --last-seq is fine" two.jsonl 0 "$TWO_OK" --last-seq "$LAST_SEQ"
+head -n "$LAST_SEQ" two.jsonl >cutback.jsonl
+verify_both "cut back to the earlier checkpoint: the file alone verifies" cutback.jsonl 0 \
+        "$LAST_SEQ records, chain intact, $(grep -c '"kind":"checkpoint"' cutback.jsonl) checkpoints verified"
+verify_seq "cut back to the earlier checkpoint, --last-seq L2" cutback.jsonl 1 \
+        "the export ends with checkpoint seq $LAST_SEQ, before seq $L2 (--last-seq): records after it are missing, cut back to an earlier checkpoint" \
+        --last-seq "$L2"
+tail -n +5 two.jsonl >front.jsonl
+verify_both "cut at the front: the file alone verifies" front.jsonl 0 \
+        "$((L2 - 4)) records, chain intact, $(grep -c '"kind":"checkpoint"' front.jsonl) checkpoints verified"
+verify_seq "cut at the front, --first-seq 1" front.jsonl 1 \
+        "the export starts at seq 5, not at seq 1 (--first-seq): records before it are missing, cut at the front" \
+        --first-seq 1
+verify_seq "--first-seq 5 for an export that starts there" front.jsonl 0 \
+        "$((L2 - 4)) records, chain intact, $(grep -c '"kind":"checkpoint"' front.jsonl) checkpoints verified" --first-seq 5
+expect_fail 2 "not a seq" kmsctl audit verify two.jsonl --first-seq 0
+expect_fail 2 "not a seq" kmsctl audit verify two.jsonl --last-seq x
+
 tamper steal-signature two.jsonl stolen.jsonl
 verify_both "the last checkpoint with another checkpoint's signature" stolen.jsonl 1 \
         "checkpoint seq $L2 (line $L2): signature does not verify: forged"
