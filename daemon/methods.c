@@ -745,6 +745,22 @@ static int check_usable(const struct kms_key_record *k, char *errmsg, size_t err
         return 0;
 }
 
+/* The EDQUOT error of a create that hit a cap on keys. */
+static int quota_fail(enum kms_key_limit limit, uint32_t owner, size_t count, char *errmsg, size_t errlen)
+{
+        switch (limit) {
+        case KMS_KEY_LIMIT_OWNER_KEYS:
+                return fail(errmsg, errlen, -EDQUOT, "uid %u owns %zu keys, the limit per owner", (unsigned)owner,
+                            count);
+        case KMS_KEY_LIMIT_OWNER_NAMES:
+                return fail(errmsg, errlen, -EDQUOT,
+                            "uid %u has used %zu key names (destroyed ones included), the limit per owner",
+                            (unsigned)owner, count);
+        default:
+                return fail(errmsg, errlen, -EDQUOT, "kmsd holds %zu keys, the limit (max_keys)", count);
+        }
+}
+
 static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
         struct kms_daemon *d = w->daemon;
@@ -752,33 +768,27 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         struct kms_backend_worker *bw = w->backends[req->backend];
         struct kms_key_record key = { 0 }, *stored = NULL;
         struct kms_key_version_record v1 = { .version = 1 };
+        /* Per-owner caps, so one user cannot use up the keys (or, with
+         * tombstones, the names and the disk) of everyone else. */
+        const struct kms_key_limits limits = {
+                .max_keys = d->cfg.max_keys,
+                .max_owner_keys = KMS_MAX_KEYS_PER_OWNER,
+                .max_owner_names = KMS_MAX_KEY_NAMES_PER_OWNER,
+        };
+        enum kms_key_limit limit = KMS_KEY_LIMIT_NONE;
         char label[KMS_MAX_KEY_NAME + 32];
         DBusMessageIter it;
-        size_t count;
+        size_t count = 0;
         int r;
 
         key.owner = req->owner_set ? req->owner : req->caller.uid;
-        r = kms_store_key_count(w->store, false, &count);
+        /* Before the token's work; again, authoritatively, in the insert's
+         * transaction, where concurrent creates cannot pass together. */
+        r = kms_store_key_limits_check(w->store, &limits, key.owner, &limit, &count);
+        if (r == -EDQUOT)
+                return quota_fail(limit, key.owner, count, errmsg, errlen);
         if (r < 0)
                 return store_fail(r, req, errmsg, errlen);
-        if (count >= d->cfg.max_keys)
-                return fail(errmsg, errlen, -EDQUOT, "kmsd holds %zu keys, the limit (max_keys)", count);
-        /* Per-owner caps, so one user cannot use up the keys (or, with
-         * tombstones, the names and the disk) of everyone else. */
-        if (key.owner != 0) {
-                r = kms_store_key_count_owner(w->store, false, key.owner, &count);
-                if (r >= 0 && count >= KMS_MAX_KEYS_PER_OWNER)
-                        return fail(errmsg, errlen, -EDQUOT, "uid %u owns %zu keys, the limit per owner",
-                                    (unsigned)key.owner, count);
-                if (r >= 0)
-                        r = kms_store_key_count_owner(w->store, true, key.owner, &count);
-                if (r >= 0 && count >= KMS_MAX_KEY_NAMES_PER_OWNER)
-                        return fail(errmsg, errlen, -EDQUOT,
-                                    "uid %u has used %zu key names (destroyed ones included), the limit per owner",
-                                    (unsigned)key.owner, count);
-                if (r < 0)
-                        return store_fail(r, req, errmsg, errlen);
-        }
         r = kms_store_key_get(w->store, req->name, false, &stored);
         if (r >= 0) {
                 bool gone = stored->state == KMS_KEY_DESTROYED;
@@ -816,7 +826,7 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         key.rotate_every = req->rotate_every;
         key.rotate_after_uses = req->rotate_after_uses;
         key.keep_versions = req->keep_versions;
-        r = kms_store_key_insert(w->store, &key, &v1);
+        r = kms_store_key_insert(w->store, &key, &v1, &limits, &limit, &count);
         if (r < 0) {
                 int r2 = ops->destroy(bw, v1.backend_id);
                 if (r2 < 0)
@@ -825,6 +835,8 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
                 kms_key_version_record_clear(&v1);
                 if (r == -EEXIST)
                         return fail(errmsg, errlen, r, "a key named '%s' already exists", req->name);
+                if (r == -EDQUOT)
+                        return quota_fail(limit, key.owner, count, errmsg, errlen);
                 return store_fail(r, req, errmsg, errlen);
         }
         kms_key_version_record_clear(&v1);

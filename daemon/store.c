@@ -500,7 +500,43 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
         return 0;
 }
 
-int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, const struct kms_key_version_record *v1)
+int kms_store_key_limits_check(struct kms_store *s, const struct kms_key_limits *lim, int64_t owner,
+                               enum kms_key_limit *ret_limit, size_t *ret_count)
+{
+        /* Root (owner 0) has no per-owner caps. */
+        const struct {
+                enum kms_key_limit limit;
+                size_t max;
+                int64_t owner; /* -1: everyone's keys */
+                bool include_destroyed;
+        } caps[] = {
+                { KMS_KEY_LIMIT_KEYS, lim->max_keys, -1, false },
+                { KMS_KEY_LIMIT_OWNER_KEYS, owner != 0 ? lim->max_owner_keys : 0, owner, false },
+                { KMS_KEY_LIMIT_OWNER_NAMES, owner != 0 ? lim->max_owner_names : 0, owner, true },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(caps); i++) {
+                size_t n;
+                int r;
+
+                if (caps[i].max == 0)
+                        continue;
+                r = kms_store_key_count_owner(s, caps[i].include_destroyed, caps[i].owner, &n);
+                if (r < 0)
+                        return r;
+                if (n >= caps[i].max) {
+                        if (ret_limit)
+                                *ret_limit = caps[i].limit;
+                        if (ret_count)
+                                *ret_count = n;
+                        return -EDQUOT;
+                }
+        }
+        return 0;
+}
+
+int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, const struct kms_key_version_record *v1,
+                         const struct kms_key_limits *lim, enum kms_key_limit *ret_limit, size_t *ret_count)
 {
         sqlite3_stmt *st;
         int64_t id;
@@ -512,6 +548,11 @@ int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, 
         r = exec(s, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
+        if (lim) {
+                r = kms_store_key_limits_check(s, lim, key->owner, ret_limit, ret_count);
+                if (r < 0)
+                        goto fail;
+        }
         st = stmt(s, STMT_KEY_INSERT);
         if (!st) {
                 r = KMS_E_STORE;

@@ -57,11 +57,33 @@ struct kms_key_record {
 int kms_store_open(const char *path, struct kms_store **ret);
 void kms_store_close(struct kms_store *s);
 
+/* Caps on keys: all live keys, and for an owner other than root its live
+ * keys and its names (destroyed keys' tombstones included). 0: no cap. */
+enum kms_key_limit {
+        KMS_KEY_LIMIT_NONE,
+        KMS_KEY_LIMIT_KEYS,
+        KMS_KEY_LIMIT_OWNER_KEYS,
+        KMS_KEY_LIMIT_OWNER_NAMES,
+};
+struct kms_key_limits {
+        size_t max_keys;
+        size_t max_owner_keys;
+        size_t max_owner_names;
+};
+
+/* Does one more key of owner fit the limits? 0 if so; -EDQUOT with the
+ * cap it hits and the count there in *ret_limit and *ret_count if not. */
+int kms_store_key_limits_check(struct kms_store *s, const struct kms_key_limits *lim, int64_t owner,
+                               enum kms_key_limit *ret_limit, size_t *ret_count);
+
 /* Insert a key with its first version in one transaction. key->id,
  * primary_version and version_count are set by the store. -EEXIST if the
- * name is taken (a tombstone counts). */
+ * name is taken (a tombstone counts). With lim, the limits are checked in
+ * the same transaction (so concurrent creates cannot pass them together):
+ * -EDQUOT as kms_store_key_limits_check() says, nothing inserted. */
 int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key,
-                         const struct kms_key_version_record *v1);
+                         const struct kms_key_version_record *v1, const struct kms_key_limits *lim,
+                         enum kms_key_limit *ret_limit, size_t *ret_count);
 
 /* One key by name, with its versions (ascending) if with_versions. The
  * caller frees with kms_key_record_free(). */

@@ -200,4 +200,49 @@ check "chat/alice still signs" kmsctl sign chat/alice --in msg --out after.sig
 run openssl dgst -sha256 -verify alice.pem -signature after.sig msg
 if ((KMS_RC == 0)); then pass "and openssl verifies it"; else fail "signature after restart does not verify"; fi
 
+# ---------------------------------------------------------------- max_keys
+# Concurrent creates cannot pass the cap together: each worker checks it
+# before the token's work and again in the insert's own transaction, and
+# a create refused there removes the object it made. With room for one
+# more key, 8 clients race (kmsd runs workers - 1 generations at once and
+# answers the others Busy, which they retry): exactly one key is made.
+live=$(kms_status_keys)
+kms_stop_kmsd
+cp "$KMS_T/kmsd.conf" "$KMS_T/kmsd.conf.orig"
+sed -i "s/^max_message_bytes = 4096\$/&\nmax_keys = $((live + 1))/" "$KMS_T/kmsd.conf"
+grep -q "^max_keys = $((live + 1))\$" "$KMS_T/kmsd.conf" || die "could not set max_keys in kmsd.conf"
+kms_start_kmsd
+racer() { # i: create race/i, again while kmsd answers Busy
+        local i=$1 try
+        for ((try = 0; try < 100; try++)); do
+                "$KMSCTL_BIN" key create "race/$i" --algorithm ec-p256 >"race-$i.out" 2>"race-$i.err" && return 0
+                grep -q "Busy" "race-$i.err" || return 1
+        done
+        return 1
+}
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+        racer "$i" &
+        pids+=($!)
+done
+made=0 refused=0 other=0
+for i in 1 2 3 4 5 6 7 8; do
+        if wait "${pids[$((i - 1))]}"; then
+                made=$((made + 1))
+        elif grep -q "LimitExceeded" "race-$i.err" && grep -q "max_keys" "race-$i.err"; then
+                refused=$((refused + 1))
+        else
+                other=$((other + 1))
+                cat "race-$i.err" >&2
+        fi
+done
+expect_eq "8 concurrent creates with room for one: made, refused (LimitExceeded), other" "1 7 0" \
+        "$made $refused $other"
+expect_eq "keys after the race (GetStatus)" "$((live + 1))" "$(kms_status_keys)"
+run kms_p11tool --list-objects --type privkey
+expect_eq "private keys in the token labelled kmsd:race/ (pkcs11-tool)" 1 "$(grep -c 'label: *kmsd:race/' "$KMS_OUT")"
+kms_stop_kmsd
+mv "$KMS_T/kmsd.conf.orig" "$KMS_T/kmsd.conf"
+kms_start_kmsd
+
 kms_finish

@@ -87,7 +87,7 @@ static void insert(struct kms_store *s, const char *name, uint8_t id_byte)
         uint8_t spki[91];
 
         make_key(name, &k, &v, spki, sizeof(spki), id_byte);
-        assert_int_equal(kms_store_key_insert(s, &k, &v), 0);
+        assert_int_equal(kms_store_key_insert(s, &k, &v, NULL, NULL, NULL), 0);
 }
 
 static int64_t sql_int(const char *path, const char *sql)
@@ -149,7 +149,7 @@ static void test_insert_get(void **state)
         uint8_t spki[91];
 
         make_key("chat/alice", &k, &v, spki, sizeof(spki), 0xa1);
-        assert_int_equal(kms_store_key_insert(f->store, &k, &v), 0);
+        assert_int_equal(kms_store_key_insert(f->store, &k, &v, NULL, NULL, NULL), 0);
 
         /* Without versions. */
         assert_int_equal(kms_store_key_get(f->store, "chat/alice", false, &got), 0);
@@ -194,7 +194,7 @@ static void test_duplicate(void **state)
 
         insert(f->store, "dup", 0x01);
         make_key("dup", &k, &v, spki, sizeof(spki), 0x02);
-        assert_int_equal(kms_store_key_insert(f->store, &k, &v), -EEXIST);
+        assert_int_equal(kms_store_key_insert(f->store, &k, &v, NULL, NULL, NULL), -EEXIST);
         /* The first one is intact, and there is only one. */
         assert_int_equal(kms_store_key_get(f->store, "dup", true, &got), 0);
         assert_int_equal(got->versions[0].backend_id[0], 0x01);
@@ -204,7 +204,66 @@ static void test_duplicate(void **state)
 
         /* A tombstone keeps its name. */
         assert_int_equal(kms_store_key_destroy(f->store, "dup"), 0);
-        assert_int_equal(kms_store_key_insert(f->store, &k, &v), -EEXIST);
+        assert_int_equal(kms_store_key_insert(f->store, &k, &v, NULL, NULL, NULL), -EEXIST);
+}
+
+/* Inserts name for owner under lim; returns what kms_store_key_insert()
+ * returned. */
+static int insert_limited(struct kms_store *s, const char *name, uint32_t owner, uint8_t id_byte,
+                          const struct kms_key_limits *lim, enum kms_key_limit *limit, size_t *count)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        uint8_t spki[91];
+
+        make_key(name, &k, &v, spki, sizeof(spki), id_byte);
+        k.owner = owner;
+        return kms_store_key_insert(s, &k, &v, lim, limit, count);
+}
+
+static void test_limits(void **state)
+{
+        struct fixture *f = *state;
+        const struct kms_key_limits lim = { .max_keys = 4, .max_owner_keys = 2, .max_owner_names = 3 };
+        enum kms_key_limit limit = KMS_KEY_LIMIT_NONE;
+        struct kms_key_record *got = NULL;
+        size_t count = 0, n = 0;
+
+        /* Owner 1000: two live keys, then its cap. */
+        assert_int_equal(insert_limited(f->store, "u/a", 1000, 0x01, &lim, &limit, &count), 0);
+        assert_int_equal(insert_limited(f->store, "u/b", 1000, 0x02, &lim, &limit, &count), 0);
+        assert_int_equal(insert_limited(f->store, "u/c", 1000, 0x03, &lim, &limit, &count), -EDQUOT);
+        assert_int_equal(limit, KMS_KEY_LIMIT_OWNER_KEYS);
+        assert_int_equal(count, 2);
+        /* Refused: nothing inserted, the name is still free. */
+        assert_int_equal(kms_store_key_get(f->store, "u/c", false, &got), -ENOENT);
+        assert_int_equal(kms_store_key_limits_check(f->store, &lim, 1000, &limit, &count), -EDQUOT);
+
+        /* A destroyed key frees a live slot but keeps its name: the names
+         * cap (3) is next. */
+        assert_int_equal(kms_store_key_destroy(f->store, "u/a"), 0);
+        assert_int_equal(kms_store_key_limits_check(f->store, &lim, 1000, NULL, NULL), 0);
+        assert_int_equal(insert_limited(f->store, "u/c", 1000, 0x03, &lim, &limit, &count), 0);
+        assert_int_equal(kms_store_key_destroy(f->store, "u/b"), 0);
+        assert_int_equal(insert_limited(f->store, "u/d", 1000, 0x04, &lim, &limit, &count), -EDQUOT);
+        assert_int_equal(limit, KMS_KEY_LIMIT_OWNER_NAMES);
+        assert_int_equal(count, 3);
+
+        /* Root has no per-owner caps; all live keys (u/c and root's) reach
+         * max_keys = 4. */
+        assert_int_equal(insert_limited(f->store, "r/1", 0, 0x11, &lim, &limit, &count), 0);
+        assert_int_equal(insert_limited(f->store, "r/2", 0, 0x12, &lim, &limit, &count), 0);
+        assert_int_equal(insert_limited(f->store, "r/3", 0, 0x13, &lim, &limit, &count), 0);
+        assert_int_equal(insert_limited(f->store, "r/4", 0, 0x14, &lim, &limit, &count), -EDQUOT);
+        assert_int_equal(limit, KMS_KEY_LIMIT_KEYS);
+        assert_int_equal(count, 4);
+        assert_int_equal(kms_store_key_count(f->store, false, &n), 0);
+        assert_int_equal(n, 4);
+
+        /* Without limits the store does not count. */
+        assert_int_equal(insert_limited(f->store, "r/4", 0, 0x14, NULL, NULL, NULL), 0);
+        /* A cap of 0 is no cap. */
+        assert_int_equal(kms_store_key_limits_check(f->store, &(struct kms_key_limits){ 0 }, 1000, NULL, NULL), 0);
 }
 
 static void test_get_missing(void **state)
@@ -462,7 +521,7 @@ static void test_two_connections(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                T(test_schema),     T(test_open_fails),   T(test_insert_get),          T(test_duplicate),
+                T(test_schema),     T(test_open_fails),   T(test_insert_get),          T(test_duplicate), T(test_limits),
                 T(test_get_missing), T(test_list_sorted), T(test_list_empty),          T(test_count),
                 T(test_set_state_destroyed), T(test_get_version), T(test_add_uses), T(test_revoke_versions), T(test_reopen_persists),
                 T(test_two_connections),
