@@ -166,6 +166,27 @@ static int read_blobs(struct kms_tpm *t, sqlite3_stmt *st, const char *what, TPM
         return r;
 }
 
+/* Prepare sql (db_lock held) with the key id bound to its one parameter.
+ * On failure *ret is NULL and the error is logged as what. */
+static int prepare_by_id(struct kms_tpm *t, const char *sql, const uint8_t id[KMS_KEY_ID_BYTES], const char *what,
+                         sqlite3_stmt **ret)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret = NULL;
+        r = sqlite3_prepare_v2(t->db, sql, -1, &st, NULL);
+        if (r != SQLITE_OK)
+                return db_error(t, r, what);
+        if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
+                r = db_error(t, sqlite3_errcode(t->db), what);
+                sqlite3_finalize(st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
 int kms_tpm_store_get(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], TPM2B_PUBLIC *ret_pub,
                       TPM2B_PRIVATE *ret_priv)
 {
@@ -173,13 +194,8 @@ int kms_tpm_store_get(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES], TPM
         int r;
 
         pthread_mutex_lock(&t->db_lock);
-        r = sqlite3_prepare_v2(t->db, "SELECT public, private FROM tpm_keys WHERE id = ?", -1, &st, NULL);
-        if (r != SQLITE_OK)
-                r = db_error(t, r, "prepare SELECT");
-        else if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
-                r = db_error(t, sqlite3_errcode(t->db), "bind SELECT");
-                sqlite3_finalize(st);
-        } else
+        r = prepare_by_id(t, "SELECT public, private FROM tpm_keys WHERE id = ?", id, "prepare SELECT", &st);
+        if (r == 0)
                 r = read_blobs(t, st, "SELECT FROM tpm_keys", ret_pub, ret_priv);
         pthread_mutex_unlock(&t->db_lock);
         return r;
@@ -191,15 +207,9 @@ int kms_tpm_store_delete(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES])
         int r;
 
         pthread_mutex_lock(&t->db_lock);
-        r = sqlite3_prepare_v2(t->db, "DELETE FROM tpm_keys WHERE id = ?", -1, &st, NULL);
-        if (r != SQLITE_OK) {
-                r = db_error(t, r, "prepare DELETE");
+        r = prepare_by_id(t, "DELETE FROM tpm_keys WHERE id = ?", id, "prepare DELETE", &st);
+        if (r < 0)
                 goto out;
-        }
-        if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
-                r = db_error(t, sqlite3_errcode(t->db), "bind DELETE");
-                goto out;
-        }
         r = sqlite3_step(st);
         r = r == SQLITE_DONE ? 0 : db_error(t, r, "DELETE FROM tpm_keys");
         if (r == 0 && sqlite3_changes(t->db) > 0) {
@@ -223,15 +233,9 @@ int kms_tpm_store_exists(struct kms_tpm *t, const uint8_t id[KMS_KEY_ID_BYTES])
         int r;
 
         pthread_mutex_lock(&t->db_lock);
-        r = sqlite3_prepare_v2(t->db, "SELECT 1 FROM tpm_keys WHERE id = ?", -1, &st, NULL);
-        if (r != SQLITE_OK) {
-                r = db_error(t, r, "prepare SELECT 1");
+        r = prepare_by_id(t, "SELECT 1 FROM tpm_keys WHERE id = ?", id, "prepare SELECT 1", &st);
+        if (r < 0)
                 goto out;
-        }
-        if (sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC) != SQLITE_OK) {
-                r = db_error(t, sqlite3_errcode(t->db), "bind SELECT 1");
-                goto out;
-        }
         r = sqlite3_step(st);
         r = r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : db_error(t, r, "SELECT 1 FROM tpm_keys");
 out:
