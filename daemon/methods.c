@@ -1478,9 +1478,8 @@ static int option_derive(struct kms_request *req, const char *key, DBusMessageIt
                 return option_bytes(var, key, KMS_MAX_KDF_SALT, &req->salt, &req->salt_len, errmsg, errlen);
         if (strcmp(key, "info") == 0)
                 return option_bytes(var, key, KMS_HKDF_MAX_INFO, &req->info, &req->info_len, errmsg, errlen);
-        if (strcmp(key, "length") == 0) {
+        if (strcmp(key, "length") == 0)
                 return option_u32(var, key, 1, KMS_MAX_DERIVE_LENGTH, &req->length, errmsg, errlen);
-        }
         return -ENOENT;
 }
 
@@ -1607,9 +1606,8 @@ static int run_derive(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 static int option_decrypt(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
 {
-        if (strcmp(key, "version") == 0) {
+        if (strcmp(key, "version") == 0)
                 return option_u32(var, key, 1, UINT32_MAX, &req->version, errmsg, errlen);
-        }
         return -ENOENT;
 }
 
