@@ -97,3 +97,9 @@ int kmsctl_dict_read(DBusMessageIter *it, struct kmsctl_dict_field *fields, size
 /* Check that it is at an array whose elements have element_signature and
  * open it into *ret_sub. Returns 0 or -EBADMSG (printed). */
 int kmsctl_array_open(DBusMessageIter *it, const char *element_signature, DBusMessageIter *ret_sub);
+
+/* The run function of a listing command, `kmsctl CMD [--json]`: calls
+ * method (empty options) for an aa{sv} and hands the array to print. */
+struct kmsctl_command;
+int kmsctl_list_main(const struct kmsctl_command *cmd, int argc, char **argv, const char *method,
+                     const char *const *hints, int (*print)(DBusMessageIter *list, bool json));

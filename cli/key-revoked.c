@@ -105,28 +105,12 @@ static int print_json(DBusMessageIter *list)
         return KMS_EXIT_OK;
 }
 
+static int print_list(DBusMessageIter *list, bool json)
+{
+        return json ? print_json(list) : print_text(list);
+}
+
 int kmsctl_key_revoked_main(const struct kmsctl_command *cmd, int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {},
-        };
-        _cleanup_(dbus_message_unrefp) DBusMessage *m = NULL, *reply = NULL;
-        DBusMessageIter it, list;
-        bool json = false;
-        int r;
-
-        r = kmsctl_parse_args(cmd, argc, argv, options, kmsctl_json_option, &json, 0, NULL);
-        if (r != KMSCTL_CONTINUE)
-                return r;
-        m = kmsctl_bus_new_call("ListRevoked", &it);
-        if (!m || kmsctl_append_options(&it, NULL, 0) < 0)
-                return kmsctl_log_oom();
-        r = kmsctl_bus_call(m, "aa{sv}", NULL, &reply);
-        if (r != KMS_EXIT_OK)
-                return r;
-        dbus_message_iter_init(reply, &it);
-        if (kmsctl_array_open(&it, "a{sv}", &list) < 0)
-                return KMS_EXIT_FAILURE;
-        return json ? print_json(&list) : print_text(&list);
+        return kmsctl_list_main(cmd, argc, argv, "ListRevoked", NULL, print_list);
 }

@@ -54,26 +54,5 @@ static int print_list(DBusMessageIter *list, bool json)
 
 int kmsctl_session_list_main(const struct kmsctl_command *cmd, int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"json", no_argument, NULL, 'j'},
-                {},
-        };
-        _cleanup_(dbus_message_unrefp) DBusMessage *m = NULL, *reply = NULL;
-        DBusMessageIter it, list;
-        bool json = false;
-        int r;
-
-        r = kmsctl_parse_args(cmd, argc, argv, options, kmsctl_json_option, &json, 0, NULL);
-        if (r != KMSCTL_CONTINUE)
-                return r;
-        m = kmsctl_bus_new_call("ListSessions", &it);
-        if (!m || kmsctl_append_options(&it, NULL, 0) < 0)
-                return kmsctl_log_oom();
-        r = kmsctl_bus_call(m, "aa{sv}", kmsctl_session_hints, &reply);
-        if (r != KMS_EXIT_OK)
-                return r;
-        dbus_message_iter_init(reply, &it);
-        if (kmsctl_array_open(&it, "a{sv}", &list) < 0)
-                return KMS_EXIT_FAILURE;
-        return print_list(&list, json);
+        return kmsctl_list_main(cmd, argc, argv, "ListSessions", kmsctl_session_hints, print_list);
 }
