@@ -1,5 +1,7 @@
 /* errno ↔ bus error names ↔ exit codes; see kms-error.h. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kms-bus.h"
@@ -51,4 +53,14 @@ int kms_error_exit_code(const char *name)
         if (strcmp(name, KMS_ERROR_NOT_FOUND) == 0 || strcmp(name, KMS_ERROR_SESSION_NOT_FOUND) == 0)
                 return KMS_EXIT_NOT_FOUND;
         return KMS_EXIT_FAILURE;
+}
+
+int kms_errorf(char *errmsg, size_t errlen, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
+        return r;
 }

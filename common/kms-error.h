@@ -3,6 +3,8 @@
  * codes. */
 #pragma once
 
+#include <stddef.h>
+
 /* kmsctl exit codes (documented in kmsctl --help and README). */
 enum {
         KMS_EXIT_OK = 0,
@@ -28,6 +30,10 @@ enum {
 #define KMS_E_REORDERED (-ECHRNG)  /* older than the newest accepted */
 #define KMS_E_STALE (-ESTALE)      /* timestamp outside the window */
 #define KMS_E_INTEGRITY (-EILSEQ)  /* the GCM tag (or RSA-OAEP padding) does not verify */
+
+/* printf into errmsg (errlen bytes) and return r: the one way the
+ * daemon's handlers fail with a sentence for the caller. */
+int kms_errorf(char *errmsg, size_t errlen, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Bus error name for a negative errno; never NULL (unknown → Internal). */
 const char *kms_error_to_bus_name(int r);

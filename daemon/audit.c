@@ -53,7 +53,15 @@ static void answer(struct kms_daemon *d, struct audit_entry *e, bool written)
                                                        "(failure = closed); see kmsd's log");
         }
         if (out) {
-                kms_bus_send(d, out);
+                kms_audit_send_fn send;
+                void *data;
+
+                pthread_mutex_lock(&d->audit.lock);
+                send = d->audit.send;
+                data = d->audit.send_data;
+                pthread_mutex_unlock(&d->audit.lock);
+                if (send)
+                        send(data, out);
                 dbus_message_unref(out);
         }
         dbus_message_unref(e->request);
@@ -574,6 +582,14 @@ static struct audit_entry *new_entry(const struct kms_audit_event *ev)
         kms_utf8_sanitize(row->result);
         kms_utf8_sanitize(row->details);
         return e;
+}
+
+void kms_audit_set_sender(struct kms_audit *a, kms_audit_send_fn fn, void *userdata)
+{
+        pthread_mutex_lock(&a->lock);
+        a->send = fn;
+        a->send_data = userdata;
+        pthread_mutex_unlock(&a->lock);
 }
 
 int kms_audit_log(struct kms_daemon *d, const struct kms_audit_event *ev, bool wait)

@@ -33,6 +33,9 @@ struct kms_audit_event {
 
 struct audit_entry;
 
+/* Sends a reply the writer releases (registered by the bus layer). */
+typedef void (*kms_audit_send_fn)(void *userdata, DBusMessage *m);
+
 struct kms_audit {
         pthread_mutex_t lock;
         pthread_cond_t work, done;
@@ -43,6 +46,8 @@ struct kms_audit {
         bool failing;      /* the last batch could not be written */
         int last_error;    /* its code */
         bool failure_open; /* [audit] failure = open */
+        kms_audit_send_fn send; /* under lock: how answers leave; NULL: dropped */
+        void *send_data;
         bool syslog;       /* [audit] syslog */
         unsigned checkpoint_records, checkpoint_seconds;
 
@@ -68,6 +73,10 @@ int kms_audit_start(struct kms_daemon *d, char *errbuf, size_t errlen);
 /* Find (or, at first start or when the token lost it, generate) the audit
  * key in backends[0] and give the writer a session to sign with. */
 int kms_audit_set_key(struct kms_daemon *d, char *errbuf, size_t errlen);
+/* How the writer sends the replies it releases (kms_audit_log_reply).
+ * The bus layer registers itself once its connection is open; before
+ * that, and after fn = NULL, replies are dropped. */
+void kms_audit_set_sender(struct kms_audit *a, kms_audit_send_fn fn, void *userdata);
 /* Write a last checkpoint and stop the writer. */
 void kms_audit_stop(struct kms_daemon *d);
 

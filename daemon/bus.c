@@ -35,6 +35,12 @@ static void wakeup_main(void *data)
 {
 }
 
+/* The audit writer sends the replies it releases through this. */
+static void audit_send(void *userdata, DBusMessage *m)
+{
+        kms_bus_send(userdata, m);
+}
+
 void kms_bus_send(struct kms_daemon *d, DBusMessage *m)
 {
         /* Thread-safe once dbus_threads_init_default() ran. */
@@ -207,7 +213,7 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
                 snprintf(errmsg, sizeof(errmsg), "unknown interface '%.100s'", iface);
                 return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg);
         }
-        method = kms_method_find(member);
+        method = kms_registry_find(&d->registry, member);
         if (!method) {
                 snprintf(errmsg, sizeof(errmsg), "unknown method '%.100s' of %s", member, KMS_BUS_INTERFACE);
                 return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg);
@@ -338,6 +344,7 @@ int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen)
                 return -ENOMEM;
         }
         dbus_connection_set_wakeup_main_function(d->conn, wakeup_main, d, NULL);
+        kms_audit_set_sender(&d->audit, audit_send, d);
         return 0;
 }
 
@@ -480,26 +487,11 @@ void kms_bus_close(struct kms_daemon *d)
 {
         if (!d->conn)
                 return;
+        kms_audit_set_sender(&d->audit, NULL, NULL);
         if (dbus_connection_get_is_connected(d->conn)) {
                 dbus_connection_flush(d->conn);
                 dbus_connection_close(d->conn);
         }
         dbus_connection_unref(d->conn);
         d->conn = NULL;
-}
-
-void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...)
-{
-        DBusMessage *m = dbus_message_new_signal(KMS_BUS_PATH, KMS_BUS_INTERFACE, member);
-        va_list ap;
-        bool ok;
-
-        if (!m)
-                return;
-        va_start(ap, first_type);
-        ok = dbus_message_append_args_valist(m, first_type, ap);
-        va_end(ap);
-        if (ok)
-                kms_bus_send(d, m);
-        dbus_message_unref(m);
 }

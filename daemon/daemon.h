@@ -1,5 +1,9 @@
 /* kmsd's core: the daemon state shared by the bus thread and the workers,
- * the request that travels from one to the other, and the method table. */
+ * the request that travels from one to the other, and the functions of
+ * the core's files (bus thread, worker pool, scheduler, access decision,
+ * caller identity, use counts, backends, signals). The API files
+ * (api/) use all of this; nothing here calls into api/. The method table
+ * is in registry.h, the audit writer in audit.h. */
 #pragma once
 
 #include <pthread.h>
@@ -17,6 +21,7 @@
 #include "audit.h"
 #include "session.h"
 #include "store.h"
+#include "registry.h"
 
 /* Caps on what callers can make kmsd hold (ssh-agent's AGENT_MAX_*). */
 #define KMS_MAX_CALLERS 4096u                        /* cached bus peers */
@@ -97,33 +102,7 @@ struct kms_request {
         enum kms_operation check_op;
 };
 
-/* A worker answers with a reply, or with a negative errno and a message
- * for the caller. */
-typedef int (*kms_method_run_t)(struct kms_worker *w, struct kms_request *req, DBusMessage **ret_reply,
-                                char *errmsg, size_t errlen);
-typedef int (*kms_method_parse_t)(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
-
 #define KMS_MAX_BACKENDS 2
-
-/* What the bus thread checks before a request reaches a worker. */
-enum kms_scope {
-        KMS_SCOPE_KEY,    /* op on the key named in the request */
-        KMS_SCOPE_GLOBAL, /* op not about one key */
-        KMS_SCOPE_CREATE, /* create on the name; admin to name another owner */
-        KMS_SCOPE_FILTER, /* a list: the worker shows what op allows */
-        KMS_SCOPE_SESSION, /* op on the key of the caller's session */
-        KMS_SCOPE_OWN_SESSION, /* the caller's session, whatever the policy now says */
-        KMS_SCOPE_NONE,   /* internal requests */
-};
-
-struct kms_method {
-        const char *member;
-        const char *signature;
-        enum kms_operation op;
-        enum kms_scope scope;
-        kms_method_parse_t parse; /* bus thread: arguments → req, validated */
-        kms_method_run_t run;     /* worker: authorize, act, reply */
-};
 
 /* Per-worker context: one backend session and one store connection. */
 struct kms_worker {
@@ -144,6 +123,7 @@ struct kms_pool {
         bool stopping;
         struct kms_worker *workers;
         unsigned n_workers;
+        void (*on_change)(struct kms_daemon *d); /* set at start, read-only after */
 };
 
 /* Use counters kept in memory and flushed to the store about once a
@@ -199,6 +179,7 @@ struct kms_daemon {
         struct kms_policy *policy;
         struct kms_sessions sessions;
         struct kms_audit audit;
+        struct kms_registry registry; /* filled before the bus opens, read-only after */
 };
 
 /* The index in d->backends of the backend named name ("pkcs11", "tpm"),
@@ -225,17 +206,22 @@ int kms_access_reload(struct kms_daemon *d, char *errbuf, size_t errlen);
  * errmsg on denial (logged). */
 int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen);
 
-/* methods.c */
-const struct kms_method *kms_method_find(const char *member);
-
 /* pool.c */
-int kms_pool_start(struct kms_daemon *d, unsigned n_workers);
+/* Called by a worker after a request that committed a change to the
+ * store (main.c wires the scheduler's poke here). */
+typedef void (*kms_pool_change_fn)(struct kms_daemon *d);
+int kms_pool_start(struct kms_daemon *d, unsigned n_workers, kms_pool_change_fn on_change);
 /* Queue req; -EBUSY when full, -ESHUTDOWN when stopping. On success the
  * pool owns req. */
 int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pending);
 /* Finish every queued request, then stop and join the workers. */
 void kms_pool_stop(struct kms_pool *p);
 unsigned kms_pool_pending(struct kms_pool *p);
+/* Queue the internal request member (a KMS_SCOPE_NONE method of the
+ * registry: ScheduledRotate, UsageRotate, ScheduledDestroy) on key name,
+ * run as kmsd itself. -EINVAL for an unknown member, else as
+ * kms_pool_submit(). */
+int kms_pool_submit_internal(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary);
 void kms_request_free(struct kms_request *req);
 
 /* usage.c */
@@ -254,9 +240,8 @@ int kms_scheduler_start(struct kms_daemon *d);
 /* Something changed (a commit): recompute the next due time. */
 void kms_scheduler_poke(struct kms_daemon *d);
 void kms_scheduler_stop(struct kms_daemon *d);
-/* Queue an internal request (rotation, destruction) run as kmsd itself. */
-int kms_internal_submit(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary);
 
+/* backend.c: the backends of d, key generation slots. */
 /* Key generation can take seconds (RSA-4096); at most workers - 1 run at
  * once, so one worker always stays free for signing. -EBUSY otherwise. */
 int kms_generation_begin(struct kms_daemon *d, char *errmsg, size_t errlen);
@@ -273,4 +258,10 @@ int kms_bus_run(struct kms_daemon *d);
 void kms_bus_close(struct kms_daemon *d);
 /* Send m from any thread; wakes the bus thread if it must finish the write. */
 void kms_bus_send(struct kms_daemon *d, DBusMessage *m);
-void kms_bus_emit(struct kms_daemon *d, const char *member, int first_type, ...);
+
+/* signals.c: the one emitter of org.kmsd.KeyManager1's signals (their
+ * arguments as in the introspection XML). */
+void kms_signal_key_created(struct kms_daemon *d, const char *name, uint32_t version);
+void kms_signal_key_rotated(struct kms_daemon *d, const char *name, uint32_t version);
+void kms_signal_key_revoked(struct kms_daemon *d, const char *name, uint32_t version, const char *reason);
+void kms_signal_key_destroyed(struct kms_daemon *d, const char *name);

@@ -14,16 +14,6 @@
 
 #define KMS_LABEL_PREFIX "kmsd:"
 
-int kms_errorf(char *errmsg, size_t errlen, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(errmsg, errlen, fmt, ap);
-        va_end(ap);
-        return r;
-}
-
 static void format_time(int64_t t, char *buf, size_t len)
 {
         time_t tt = (time_t)t;
@@ -64,23 +54,6 @@ int kms_lifecycle_check_use(const struct kms_key_record *k, const struct kms_key
                                   "key '%s' version %u is lost: its private key is no longer in the token", k->name,
                                   v->version);
         return 0;
-}
-
-int kms_generation_begin(struct kms_daemon *d, char *errmsg, size_t errlen)
-{
-        unsigned max = d->pool.n_workers > 1 ? d->pool.n_workers - 1 : 1;
-
-        if (atomic_fetch_add(&d->generating, 1) >= max) {
-                atomic_fetch_sub(&d->generating, 1);
-                return kms_errorf(errmsg, errlen, -EBUSY,
-                                  "%u key generations are running (workers - 1); retry in a moment", max);
-        }
-        return 0;
-}
-
-void kms_generation_end(struct kms_daemon *d)
-{
-        atomic_fetch_sub(&d->generating, 1);
 }
 
 /* Mark first, destroy second: called with the metadata already saying
@@ -194,8 +167,7 @@ int kms_lifecycle_rotate(struct kms_worker *w, const char *name, uint32_t expect
                 goto out;
         }
         log_info("key '%s' rotated to version %u", name, v.version);
-        kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_ROTATED, DBUS_TYPE_STRING, &name, DBUS_TYPE_UINT32, &v.version,
-                     DBUS_TYPE_INVALID);
+        kms_signal_key_rotated(w->daemon, name, v.version);
         *ret_version = v.version;
         kms_lifecycle_trim(w, name);
 out:
@@ -274,9 +246,7 @@ int kms_lifecycle_revoke(struct kms_worker *w, const struct kms_key_record *k, u
                         (void)kms_audit_log(w->daemon, &ev, false);
                 }
 
-                kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_REVOKED, DBUS_TYPE_STRING, &(const char *){ k->name },
-                             DBUS_TYPE_UINT32, &(dbus_uint32_t){ v->version }, DBUS_TYPE_STRING, &reason_s,
-                             DBUS_TYPE_INVALID);
+                kms_signal_key_revoked(w->daemon, k->name, v->version, reason_s);
         }
 
         /* The usable primary afterwards. */
@@ -318,7 +288,7 @@ int kms_lifecycle_destroy(struct kms_worker *w, const char *name, const char *by
                         destroy_object(w, k, k->versions[i].version, k->versions[i].backend_id);
         kms_key_record_free(k);
         log_info("destroyed key '%s' (%s)", name, by);
-        kms_bus_emit(w->daemon, KMS_SIGNAL_KEY_DESTROYED, DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID);
+        kms_signal_key_destroyed(w->daemon, name);
         return 0;
 }
 
@@ -476,41 +446,4 @@ void kms_lifecycle_reconcile(struct kms_daemon *d)
 {
         for (unsigned b = 0; b < d->n_backends; b++)
                 reconcile_one(d, b);
-}
-
-const char *kms_backend_noun(const char *name)
-{
-        return strcmp(name, "tpm") == 0 ? "TPM" : "token";
-}
-
-const char *kms_backend_explain(struct kms_daemon *d, const char *name, int r, char *buf, size_t len)
-{
-        int b = kms_backend_index(d, name);
-        const char *noun = kms_backend_noun(name);
-
-        if (r == -ENOENT)
-                snprintf(buf, len, "its private key is missing from the %s", noun);
-        else if (r == -EOPNOTSUPP)
-                snprintf(buf, len, "the %s does not support it", noun);
-        else if (r == -EPERM)
-                snprintf(buf, len, "the %s object does not allow it", noun);
-        else {
-                struct kms_backend_info info = { 0 };
-
-                if (b >= 0 && (r == KMS_E_BACKEND || r == -EBUSY) &&
-                    d->backends[b]->ops->info(d->backends[b], &info) >= 0 && info.unavailable)
-                        snprintf(buf, len, "the %s (%s) cannot be reached: %s; its keys work again once it is back",
-                                 noun, info.label, info.unavailable_why[0] ? info.unavailable_why : "no answer");
-                else
-                        snprintf(buf, len, "%s", strerror(-r));
-        }
-        return buf;
-}
-
-int kms_backend_index(const struct kms_daemon *d, const char *name)
-{
-        for (unsigned b = 0; b < d->n_backends; b++)
-                if (strcmp(d->backends[b]->ops->name, name) == 0)
-                        return (int)b;
-        return -1;
 }

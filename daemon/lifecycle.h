@@ -37,6 +37,3 @@ int kms_lifecycle_destroy(struct kms_worker *w, const char *name, const char *by
 
 /* Start-up: bring token and store into agreement and log every finding. */
 void kms_lifecycle_reconcile(struct kms_daemon *d);
-
-/* printf into errmsg and return r. */
-int kms_errorf(char *errmsg, size_t errlen, int r, const char *fmt, ...) _printf_(4, 5);

@@ -1,5 +1,8 @@
-/* kmsd: command line, start-up and shutdown. The work happens in bus.c
- * (bus thread), pool.c (workers) and methods.c (the handlers). */
+/* kmsd: command line, start-up and shutdown. The only file that sees both
+ * the core and the API: it hands the API's method table to the registry
+ * and wires the core's parts to each other. The work happens in bus.c
+ * (bus thread), pool.c (workers) and api/ (the handlers);
+ * docs/architecture.md has the map. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 
 #include <openssl/crypto.h>
 
+#include "api/api.h"
 #include "daemon.h"
 #include "kms-secure-heap.h"
 #ifdef KMS_HAVE_TPM
@@ -221,6 +225,13 @@ int main(int argc, char **argv)
         }
         kms_sessions_init(&d->sessions);
         sessions_ready = true;
+        /* The method table, from the API's domain files; a member declared
+         * twice stops kmsd here. */
+        r = kms_api_register(&d->registry, err, sizeof(err));
+        if (r < 0) {
+                log_error("the method table is broken: %s", err);
+                goto out;
+        }
         pthread_mutex_init(&d->watch_lock, NULL);
         kms_usage_init(&d->usage);
         kms_key_cache_init(&d->key_cache);
@@ -322,7 +333,7 @@ int main(int argc, char **argv)
         /* Before any request: finish what a crash interrupted. */
         kms_lifecycle_reconcile(d);
 
-        r = kms_pool_start(d, d->cfg.workers);
+        r = kms_pool_start(d, d->cfg.workers, kms_scheduler_poke);
         if (r < 0)
                 goto out;
         r = kms_bus_open(d, err, sizeof(err));

@@ -95,8 +95,8 @@ static void run_request(struct kms_worker *w, struct kms_request *req)
 
         r = req->method->run(w, req, &reply, errmsg, sizeof(errmsg));
         /* A committed change may move the next scheduled event. */
-        if (kms_store_generation() != gen)
-                kms_scheduler_poke(w->daemon);
+        if (kms_store_generation() != gen && w->daemon->pool.on_change)
+                w->daemon->pool.on_change(w->daemon);
         if (r < 0) {
                 if (reply) {
                         dbus_message_unref(reply);
@@ -167,12 +167,13 @@ static void worker_close_backends(struct kms_daemon *d, struct kms_worker *w)
                 }
 }
 
-int kms_pool_start(struct kms_daemon *d, unsigned n_workers)
+int kms_pool_start(struct kms_daemon *d, unsigned n_workers, kms_pool_change_fn on_change)
 {
         struct kms_pool *p = &d->pool;
         int r;
 
         memset(p, 0, sizeof(*p));
+        p->on_change = on_change;
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         p->workers = calloc(n_workers, sizeof(*p->workers));
@@ -261,6 +262,27 @@ int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pe
                 pthread_cond_signal(&p->cond);
         }
         pthread_mutex_unlock(&p->lock);
+        return r;
+}
+
+int kms_pool_submit_internal(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary)
+{
+        const struct kms_method *m = kms_registry_find_internal(&d->registry, member);
+        struct kms_request *req;
+        int r;
+
+        if (!m)
+                return -EINVAL;
+        req = calloc(1, sizeof(*req));
+        if (!req)
+                return -ENOMEM;
+        req->method = m;
+        req->caller = (struct kms_caller){ .uid = getuid(), .pid = getpid() };
+        snprintf(req->name, sizeof(req->name), "%s", name);
+        req->expected_primary = expected_primary;
+        r = kms_pool_submit(&d->pool, req, d->cfg.max_pending);
+        if (r < 0)
+                kms_request_free(req);
         return r;
 }
 

@@ -47,7 +47,7 @@ static int64_t scan(struct kms_daemon *d, struct kms_store *store, bool *ret_que
 
                 if (k->destroy_at != 0) {
                         if (k->destroy_at <= now) {
-                                if (kms_internal_submit(d, "ScheduledDestroy", k->name, 0) >= 0)
+                                if (kms_pool_submit_internal(d, "ScheduledDestroy", k->name, 0) >= 0)
                                         *ret_queued = true;
                         } else if (k->destroy_at < next)
                                 next = k->destroy_at;
@@ -59,7 +59,7 @@ static int64_t scan(struct kms_daemon *d, struct kms_store *store, bool *ret_que
                               ? INT64_MAX
                               : k->primary_created + (int64_t)k->rotate_every;
                 if (due <= now) {
-                        if (kms_internal_submit(d, "ScheduledRotate", k->name, k->primary_version) >= 0)
+                        if (kms_pool_submit_internal(d, "ScheduledRotate", k->name, k->primary_version) >= 0)
                                 *ret_queued = true;
                 } else if (due < next)
                         next = due;

@@ -61,10 +61,11 @@ CheckPolicy sss bs
 ReloadPolicy - u
 EOF
 
-# Every method kmsd dispatches (its table in daemon/methods.c) is in the
-# introspection with the signature kmsd checks, and nothing else is.
-src=$(dirname "${BASH_SOURCE[0]}")/../../daemon/methods.c
-table=$(sed -n 's/^ *{ "\([A-Za-z]*\)", "\([^"]*\)", KMS_OP_[A-Z]*, KMS_SCOPE_\(KEY\|GLOBAL\|CREATE\|FILTER\|SESSION\|OWN_SESSION\).*/\1 \2/p' "$src" |
+# Every method kmsd dispatches (the slices of its table in daemon/api/*.c)
+# is in the introspection with the signature kmsd checks, and nothing else
+# is. (tests/unit/test-registry.c checks the assembled registry as well.)
+src=$(dirname "${BASH_SOURCE[0]}")/../../daemon/api
+table=$(cat "$src"/*.c | sed -n 's/^ *{ "\([A-Za-z]*\)", "\([^"]*\)", KMS_OP_[A-Z]*, KMS_SCOPE_\(KEY\|GLOBAL\|CREATE\|FILTER\|SESSION\|OWN_SESSION\).*/\1 \2/p' |
         sed 's/ $//' | sort)
 listed=$(awk '$2 == "method" && $1 ~ /^\./ { print substr($1, 2), ($3 == "-" ? "" : $3) }' introspect.txt |
         grep -v -E '^(Introspect|Ping|GetMachineId|Get|GetAll|Set)( |$)' | sed 's/ $//' | sort)

@@ -1,0 +1,294 @@
+/* The lifecycle domain: RotateKey, RevokeKey, ListRevoked, DisableKey,
+ * EnableKey, DestroyKey and CancelDestroy, and the internal requests the
+ * scheduler and the use counter queue (ScheduledRotate, UsageRotate,
+ * ScheduledDestroy). The operations themselves are in ../lifecycle.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "kms-error.h"
+#include "kms-log.h"
+#include "lifecycle.h"
+
+#define fail kms_errorf /* printf into errmsg, return the code */
+
+static int option_destroy(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        if (strcmp(key, "after") == 0)
+                return kms_opt_u64(var, key, 1, &req->after, errmsg, errlen);
+        return -ENOENT;
+}
+
+static int option_revoke(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        const char *s;
+        bool b;
+        int r;
+
+        if (strcmp(key, "reason") == 0) {
+                r = kms_opt_string(var, key, &s, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                req->reason = kms_revoke_reason_from_string(s);
+                if (req->reason == KMS_REVOKE_INVALID)
+                        return fail(errmsg, errlen, -EINVAL,
+                                    "unknown revocation reason '%.32s' (compromised, superseded, retired)", s);
+                return 0;
+        }
+        if (strcmp(key, "note") == 0) {
+                r = kms_opt_string(var, key, &s, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                if (strlen(s) > KMS_MAX_REVOKE_NOTE)
+                        return fail(errmsg, errlen, -EINVAL, "the note is longer than %u bytes", KMS_MAX_REVOKE_NOTE);
+                snprintf(req->note, sizeof(req->note), "%s", s);
+                return 0;
+        }
+        if (strcmp(key, "no_replace") == 0) {
+                r = kms_opt_bool(var, key, &b, errmsg, errlen);
+                if (r < 0)
+                        return r;
+                req->no_replace = b;
+                return 0;
+        }
+        if (strcmp(key, "version") == 0)
+                return kms_opt_u32(var, key, 0, UINT32_MAX, &req->version, errmsg, errlen);
+        return -ENOENT;
+}
+
+static int parse_destroy(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+        int r;
+
+        dbus_message_iter_init(req->msg, &it);
+        r = kms_arg_name(&it, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        return kms_arg_options(&it, "DestroyKey", option_destroy, req, errmsg, errlen);
+}
+
+static int parse_no_options(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        return kms_arg_name_options(req, NULL, errmsg, errlen);
+}
+
+static int parse_revoke(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        int r;
+
+        req->reason = KMS_REVOKE_INVALID;
+        r = kms_arg_name_options(req, option_revoke, errmsg, errlen);
+        if (r >= 0 && req->reason == KMS_REVOKE_INVALID)
+                return fail(errmsg, errlen, -EINVAL, "RevokeKey needs the option 'reason' (compromised, superseded, retired)");
+        return r;
+}
+
+static int parse_list_revoked(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
+{
+        DBusMessageIter it;
+
+        dbus_message_iter_init(req->msg, &it);
+        return kms_arg_options(&it, "ListRevoked", NULL, req, errmsg, errlen);
+}
+
+static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        char by[64];
+        int r;
+
+        r = kms_store_key_get(w->store, req->name, false, &k);
+        if (r < 0)
+                return kms_api_store_fail(r, req, errmsg, errlen);
+        r = kms_api_check_usable(k, errmsg, errlen);
+        if (r >= 0 && req->after) {
+                int64_t at = kms_now_unix() + (int64_t)req->after;
+
+                r = kms_store_key_set_destroy_at(w->store, req->name, at);
+                if (r < 0)
+                        kms_api_store_fail(r, req, errmsg, errlen);
+                else
+                        log_info("key '%s' scheduled for destruction in %llu s by uid %u", req->name,
+                                 (unsigned long long)req->after, (unsigned)req->caller.uid);
+        } else if (r >= 0) {
+                snprintf(by, sizeof(by), "at the request of uid %u", (unsigned)req->caller.uid);
+                r = kms_lifecycle_destroy(w, req->name, by, errmsg, errlen);
+        }
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        return kms_reply_new(req, ret, &it);
+}
+
+static int run_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        uint32_t version = 0;
+        int r;
+
+        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        kms_key_record_free(k);
+        r = kms_lifecycle_rotate(w, req->name, 0, &version, errmsg, errlen);
+        req->audit_version = version;
+        if (r < 0)
+                return r;
+        return kms_reply_u32(req, ret, version);
+}
+
+static int run_revoke(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        uint32_t primary = 0;
+        int r;
+
+        r = kms_api_load_key(w, req, true, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = kms_lifecycle_revoke(w, k, req->version, !req->no_replace, req->reason, req->note, &primary, errmsg, errlen);
+        req->audit_version = req->version;
+        snprintf(req->audit_details, sizeof(req->audit_details), "reason=%s", kms_revoke_reason_to_string(req->reason));
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        return kms_reply_u32(req, ret, primary);
+}
+
+static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                            size_t errlen)
+{
+        struct kms_key_record *keys = NULL;
+        DBusMessageIter it, arr;
+        size_t n = 0;
+        int r;
+
+        r = kms_store_key_list(w->store, true, &keys, &n);
+        if (r < 0)
+                return kms_api_store_fail(r, req, errmsg, errlen);
+        r = kms_reply_new(req, ret, &it);
+        if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
+                r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct kms_key_record *k = NULL;
+
+                if (!kms_api_may(req, KMS_OP_READ, &keys[i]) || kms_store_key_get(w->store, keys[i].name, true, &k) < 0)
+                        continue;
+                for (size_t j = 0; r >= 0 && j < k->n_versions; j++) {
+                        const struct kms_key_version_record *v = &k->versions[j];
+                        _cleanup_(freep) char *fp = NULL;
+                        DBusMessageIter dict;
+
+                        if (v->state != KMS_KEY_REVOKED)
+                                continue;
+                        fp = kms_spki_fingerprint(v->spki, v->spki_len);
+                        if (!fp || !dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "{sv}", &dict) ||
+                            !kms_dict_add_str(&dict, "name", k->name) || !kms_dict_add_u32(&dict, "version", v->version) ||
+                            !kms_dict_add_i64(&dict, "revoked_at", v->revoked_at) ||
+                            !kms_dict_add_str(&dict, "reason", v->revoke_reason) ||
+                            !kms_dict_add_str(&dict, "note", v->revoke_note) || !kms_dict_add_str(&dict, "fingerprint", fp) ||
+                            !dbus_message_iter_close_container(&arr, &dict))
+                                r = -ENOMEM;
+                }
+                kms_key_record_free(k);
+        }
+        if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
+                r = -ENOMEM;
+        kms_key_records_free(keys, n);
+        return r;
+}
+
+static int run_enable_disable(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                              size_t errlen)
+{
+        bool enable = strcmp(req->method->member, "EnableKey") == 0;
+        enum kms_key_state from = enable ? KMS_KEY_DISABLED : KMS_KEY_ACTIVE;
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (k->state != from)
+                r = fail(errmsg, errlen, KMS_E_STATE, "key '%s' is %s; only %s keys can be %s", req->name,
+                         kms_key_state_to_string(k->state), kms_key_state_to_string(from),
+                         enable ? "enabled" : "disabled");
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        r = kms_store_key_set_state(w->store, req->name, enable ? KMS_KEY_ACTIVE : KMS_KEY_DISABLED);
+        if (r < 0)
+                return kms_api_store_fail(r, req, errmsg, errlen);
+        log_info("key '%s' %s by uid %u", req->name, enable ? "enabled" : "disabled", (unsigned)req->caller.uid);
+        return kms_reply_new(req, ret, &it);
+}
+
+static int run_cancel_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                              size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        DBusMessageIter it;
+        int r;
+
+        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (k->destroy_at == 0)
+                r = fail(errmsg, errlen, KMS_E_STATE, "no destruction of key '%s' is scheduled", req->name);
+        kms_key_record_free(k);
+        if (r < 0)
+                return r;
+        r = kms_store_key_set_destroy_at(w->store, req->name, 0);
+        if (r < 0)
+                return kms_api_store_fail(r, req, errmsg, errlen);
+        log_info("scheduled destruction of key '%s' cancelled by uid %u", req->name, (unsigned)req->caller.uid);
+        return kms_reply_new(req, ret, &it);
+}
+
+/* Internal requests (msg == NULL) queued by the scheduler and the use
+ * counter; they run as kmsd itself. */
+static int run_internal_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                               size_t errlen)
+{
+        uint32_t version = 0;
+
+        return kms_lifecycle_rotate(w, req->name, req->expected_primary, &version, errmsg, errlen);
+}
+
+static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
+                                size_t errlen)
+{
+        struct kms_key_record *k = NULL;
+        int r;
+
+        r = kms_store_key_get(w->store, req->name, false, &k);
+        if (r < 0)
+                return kms_api_store_fail(r, req, errmsg, errlen);
+        /* Still scheduled, and due? It kms_api_may have been cancelled meanwhile. */
+        r = k->destroy_at != 0 && k->destroy_at <= kms_now_unix() && k->state != KMS_KEY_DESTROYED;
+        kms_key_record_free(k);
+        if (!r) {
+                snprintf(req->audit_details, sizeof(req->audit_details),
+                         "not destroyed: no longer due (cancelled or rescheduled)");
+                return 0;
+        }
+        return kms_lifecycle_destroy(w, req->name, "scheduled destruction", errmsg, errlen);
+}
+
+static const struct kms_method lifecycle_methods[] = {
+        { "DestroyKey", "sa{sv}", KMS_OP_DESTROY, KMS_SCOPE_KEY, parse_destroy, run_destroy },
+        { "RotateKey", "sa{sv}", KMS_OP_ROTATE, KMS_SCOPE_KEY, parse_no_options, run_rotate },
+        { "RevokeKey", "sa{sv}", KMS_OP_REVOKE, KMS_SCOPE_KEY, parse_revoke, run_revoke },
+        { "ListRevoked", "a{sv}", KMS_OP_READ, KMS_SCOPE_FILTER, parse_list_revoked, run_list_revoked },
+        { "DisableKey", "sa{sv}", KMS_OP_DISABLE, KMS_SCOPE_KEY, parse_no_options, run_enable_disable },
+        { "EnableKey", "sa{sv}", KMS_OP_DISABLE, KMS_SCOPE_KEY, parse_no_options, run_enable_disable },
+        { "CancelDestroy", "sa{sv}", KMS_OP_DESTROY, KMS_SCOPE_KEY, parse_no_options, run_cancel_destroy },
+        { "ScheduledRotate", "", KMS_OP_ROTATE, KMS_SCOPE_NONE, NULL, run_internal_rotate },
+        { "UsageRotate", "", KMS_OP_ROTATE, KMS_SCOPE_NONE, NULL, run_internal_rotate },
+        { "ScheduledDestroy", "", KMS_OP_DESTROY, KMS_SCOPE_NONE, NULL, run_internal_destroy },
+};
+
+const struct kms_method_slice kms_api_lifecycle = { "lifecycle", lifecycle_methods, ELEMENTSOF(lifecycle_methods) };
