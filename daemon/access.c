@@ -1,7 +1,10 @@
 /* Access decisions on the bus thread, before any backend work: the
  * caller (from the bus daemon), the method's operation, the key's owner
  * (from the bus thread's own store connection), and the policy in force.
- * See policy/kms-policy.h and docs/policy.md. */
+ * A denial is not logged here: its log line goes into the request, and
+ * the bus thread writes it with the refusal's audit record, both subject
+ * to the per-uid limit of refusal.c. See policy/kms-policy.h and
+ * docs/policy.md. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +73,9 @@ int kms_access_reload(struct kms_daemon *d, char *errbuf, size_t errlen)
         int r;
 
         r = load(d, &p, errbuf, errlen);
+        /* Whatever the outcome, identities are fetched again: a reload is
+         * how an admin makes a group change apply to open connections. */
+        kms_caller_invalidate(d);
         if (r < 0) {
                 log_error("policy reload refused, the old policy stays in force: %s", errbuf);
                 return r;
@@ -103,6 +109,46 @@ static int key_owner(struct kms_daemon *d, const char *name, uid_t *ret)
         return r;
 }
 
+/* Fill the caller's message and the log line of a denial. target says
+ * what was asked for ("do 'sign' on key 'k'"); the caller is told the
+ * rule's name, the log has its file and line (dec->why). Both may be cut
+ * short: a long key name and a long policy path do not fit together. */
+static int deny(struct kms_request *req, const char *target_caller, const char *target_log,
+                const struct kms_decision *dec, char *errmsg, size_t errlen)
+{
+        int n;
+
+        snprintf(errmsg, errlen, "uid %u may not %s: %s", (unsigned)req->caller.uid, target_caller, dec->why_caller);
+        n = snprintf(req->refusal_log, sizeof(req->refusal_log), "denied: uid %u pid %d %s%s: %s",
+                     (unsigned)req->caller.uid, (int)req->caller.pid, req->method->member, target_log, dec->why);
+        if (n < 0)
+                req->refusal_log[0] = '\0'; /* the default refusal line is logged then */
+        return -EACCES;
+}
+
+/* CreateKey. The caller needs create on the name; naming another owner
+ * needs admin as well, so that a grant of admin is no way around a deny
+ * rule on the name (both decisions must allow). */
+static int check_create(struct kms_request *req, char *errmsg, size_t errlen)
+{
+        struct kms_decision dec = {0};
+        char target[KMS_MAX_KEY_NAME + 64], target_log[KMS_MAX_KEY_NAME + 64];
+
+        snprintf(target, sizeof(target), "do 'create' on key '%s'", req->name);
+        snprintf(target_log, sizeof(target_log), " key '%s'", req->name);
+        if (!kms_policy_decide(req->policy, &req->caller, KMS_OP_CREATE, req->name, KMS_NO_OWNER, &dec))
+                return deny(req, target, target_log, &dec, errmsg, errlen);
+        if (!req->owner_set || req->owner == req->caller.uid)
+                return 0;
+        if (kms_policy_decide(req->policy, &req->caller, KMS_OP_ADMIN, NULL, KMS_NO_OWNER, &dec))
+                return 0;
+        snprintf(target, sizeof(target), "create a key for another owner (uid %u), which needs 'admin'",
+                 (unsigned)req->owner);
+        snprintf(target_log, sizeof(target_log), " key '%s' for owner uid %u (needs admin)", req->name,
+                 (unsigned)req->owner);
+        return deny(req, target, target_log, &dec, errmsg, errlen);
+}
+
 int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
 {
         const struct kms_method *m = req->method;
@@ -110,6 +156,7 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
         const char *key = NULL;
         uid_t owner = KMS_NO_OWNER;
         enum kms_operation op = m->op;
+        char target[KMS_MAX_KEY_NAME + 64], target_log[KMS_MAX_KEY_NAME + 64];
         int r;
 
         req->policy = kms_access_policy(d);
@@ -117,14 +164,7 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
         case KMS_SCOPE_NONE:
         case KMS_SCOPE_FILTER: return 0;
         case KMS_SCOPE_GLOBAL: break;
-        case KMS_SCOPE_CREATE:
-                key = req->name;
-                /* Naming another owner is an admin's business. */
-                if (req->owner_set && req->owner != req->caller.uid) {
-                        op = KMS_OP_ADMIN;
-                        key = NULL;
-                }
-                break;
+        case KMS_SCOPE_CREATE: return check_create(req, errmsg, errlen);
         case KMS_SCOPE_OWN_SESSION:
         case KMS_SCOPE_SESSION:
                 /* The caller's own session, on a key the caller may still
@@ -134,8 +174,9 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
                 r = kms_sessions_key_name(&d->sessions, req->session_id, req->caller.uid, req->name,
                                           sizeof(req->name));
                 if (r == -EPERM) {
-                        log_notice("denied: uid %u pid %d %s session %s: the session belongs to another user",
-                                   (unsigned)req->caller.uid, (int)req->caller.pid, m->member, req->session_id);
+                        snprintf(req->refusal_log, sizeof(req->refusal_log),
+                                 "denied: uid %u pid %d %s session %s: the session belongs to another user",
+                                 (unsigned)req->caller.uid, (int)req->caller.pid, m->member, req->session_id);
                         snprintf(errmsg, errlen, "session %s belongs to another user", req->session_id);
                         req->audit_kind = "session_foreign";
                         return -EACCES;
@@ -156,23 +197,12 @@ int kms_access_check(struct kms_daemon *d, struct kms_request *req, char *errmsg
         }
         if (kms_policy_decide(req->policy, &req->caller, op, key, owner, &dec))
                 return 0;
-        if (op != m->op)
-                log_notice("denied: uid %u pid %d %s key '%s' for owner uid %u: %s", (unsigned)req->caller.uid,
-                           (int)req->caller.pid, m->member, req->name, (unsigned)req->owner, dec.why);
-        else if (key)
-                log_notice("denied: uid %u pid %d %s key '%s': %s", (unsigned)req->caller.uid, (int)req->caller.pid,
-                           m->member, key, dec.why);
-        else
-                log_notice("denied: uid %u pid %d %s: %s", (unsigned)req->caller.uid, (int)req->caller.pid, m->member,
-                           dec.why);
-        if (op != m->op)
-                snprintf(errmsg, errlen, "uid %u may not create a key for another owner (uid %u): %s",
-                         (unsigned)req->caller.uid, (unsigned)req->owner, dec.why);
-        else if (key)
-                snprintf(errmsg, errlen, "uid %u may not do '%s' on key '%s': %s", (unsigned)req->caller.uid,
-                         kms_operation_to_string(op), key, dec.why);
-        else
-                snprintf(errmsg, errlen, "uid %u may not do '%s': %s", (unsigned)req->caller.uid,
-                         kms_operation_to_string(op), dec.why);
-        return -EACCES;
+        if (key) {
+                snprintf(target, sizeof(target), "do '%s' on key '%s'", kms_operation_to_string(op), key);
+                snprintf(target_log, sizeof(target_log), " key '%s'", key);
+        } else {
+                snprintf(target, sizeof(target), "do '%s'", kms_operation_to_string(op));
+                target_log[0] = '\0';
+        }
+        return deny(req, target, target_log, &dec, errmsg, errlen);
 }

@@ -16,6 +16,7 @@
 #include "kms-error.h"
 #include "kms-log.h"
 #include "notify.h"
+#include "refusal.h"
 
 extern const char *const kms_introspect_xml;
 
@@ -151,39 +152,33 @@ static DBusHandlerResult handle_introspect(DBusConnection *c, DBusMessage *m)
         return DBUS_HANDLER_RESULT_HANDLED;
 }
 
-/* identify → check → parse → decide (access.c, with the key's owner from
- * the bus thread's own store connection) → queue. A denied request never
- * reaches a worker or the token. */
-/* A request refused on the bus thread: its audit record, not waited for
- * (the bus thread never blocks on the disk; the writer retries with it). */
-static void audit_refusal(struct kms_daemon *d, const struct kms_caller *caller, const char *member, const char *key,
-                          const char *kind, const char *result, const char *details)
-{
-        const struct kms_audit_event ev = {
-                .kind = kind ? kind : "request",
-                .uid = caller ? caller->uid : (uid_t)-1,
-                .pid = caller ? caller->pid : 0,
-                .exe = caller ? caller->exe : "",
-                .operation = member,
-                .key = key,
-                .result = result,
-                .details = details,
-        };
-
-        (void)kms_audit_log(d, &ev, false);
-}
-
-/* reply_error() with its audit record. */
+/* reply_error() with its log line and audit record, which refusal.c
+ * writes unless the caller's uid is over its limit. The reply is always
+ * sent. log_line: NULL, or a line to log at notice instead of the
+ * default "METHOD from uid U pid P refused: MSG" at info. */
 static DBusHandlerResult refuse(struct kms_daemon *d, DBusConnection *c, DBusMessage *m, const struct kms_caller *caller,
-                                const char *key, const char *kind, const char *error, const char *msg)
+                                const char *key, const char *kind, const char *error, const char *msg,
+                                const char *log_line)
 {
         const char *member = dbus_message_get_member(m);
         const char *result = strrchr(error, '.') ? strrchr(error, '.') + 1 : error;
+        const struct kms_refusal ref = {
+                .caller = caller,
+                .member = member,
+                .key = key,
+                .kind = kind,
+                .result = strcmp(error, KMS_ERROR_ACCESS_DENIED) == 0 ? "denied" : result,
+                .message = msg,
+                .log_line = log_line,
+        };
 
-        audit_refusal(d, caller, member, key, kind, strcmp(error, KMS_ERROR_ACCESS_DENIED) == 0 ? "denied" : result,
-                      msg);
+        (void)kms_refusal_record(d, &ref);
         return reply_error(c, m, error, "%s", msg);
 }
+
+/* identify → check → parse → decide (access.c, with the key's owner from
+ * the bus thread's own store connection) → queue. A denied request never
+ * reaches a worker or the token. */
 
 static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, void *data)
 {
@@ -205,31 +200,35 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
 
         r = kms_caller_lookup(d, dbus_message_get_sender(m), &caller);
         if (r < 0) {
-                log_notice("refused %s: cannot identify the caller %s", member, dbus_message_get_sender(m));
+                char line[KMS_ERRMSG_MAX];
+
+                snprintf(line, sizeof(line), "refused %s: cannot identify the caller %s", member,
+                         dbus_message_get_sender(m) ? dbus_message_get_sender(m) : "(no sender)");
                 snprintf(errmsg, sizeof(errmsg), "kmsd cannot identify the caller (%s)", strerror(-r));
-                return refuse(d, c, m, NULL, NULL, "policy_denied", KMS_ERROR_ACCESS_DENIED, errmsg);
+                return refuse(d, c, m, NULL, NULL, "policy_denied", KMS_ERROR_ACCESS_DENIED, errmsg, line);
         }
         if (iface && strcmp(iface, KMS_BUS_INTERFACE) != 0) {
                 snprintf(errmsg, sizeof(errmsg), "unknown interface '%.100s'", iface);
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg);
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg, NULL);
         }
         method = kms_registry_find(&d->registry, member);
         if (!method) {
                 snprintf(errmsg, sizeof(errmsg), "unknown method '%.100s' of %s", member, KMS_BUS_INTERFACE);
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg);
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg, NULL);
         }
         if (!dbus_message_has_signature(m, method->signature)) {
                 snprintf(errmsg, sizeof(errmsg), "%s takes (%s), not (%.100s)", member, method->signature,
                          dbus_message_get_signature(m));
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_INVALID_ARGS, errmsg);
+                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_INVALID_ARGS, errmsg, NULL);
         }
         if (atomic_load(&d->stopping))
                 return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_SHUTTING_DOWN,
-                              "kmsd is shutting down; retry when it is back");
+                              "kmsd is shutting down; retry when it is back", NULL);
         if (kms_audit_refusing(d))
                 return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_AUDIT_FAILURE,
                               "the audit log cannot be written, so kmsd refuses requests (failure = closed); see "
-                              "kmsd's log");
+                              "kmsd's log",
+                              NULL);
 
         req = calloc(1, sizeof(*req));
         if (!req)
@@ -261,9 +260,8 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
                                  d->cfg.max_pending);
                 else if (r == -ESHUTDOWN)
                         snprintf(errmsg, sizeof(errmsg), "kmsd is shutting down; retry when it is back");
-                log_info("%s from uid %u pid %d refused: %s", member, (unsigned)req->caller.uid,
-                         (int)req->caller.pid, errmsg);
-                h = refuse(d, c, m, &req->caller, req->name, req->audit_kind, kms_error_to_bus_name(r), errmsg);
+                h = refuse(d, c, m, &req->caller, req->name, req->audit_kind, kms_error_to_bus_name(r), errmsg,
+                           req->refusal_log);
                 kms_request_free(req);
                 return h;
         }
@@ -435,7 +433,8 @@ int kms_bus_run(struct kms_daemon *d)
                 }
                 pthread_mutex_unlock(&d->watch_lock);
 
-                if (poll(fds, n, -1) < 0) {
+                /* Wake for the next summary of suppressed refusals too. */
+                if (poll(fds, n, kms_refusal_next_due(d)) < 0) {
                         if (errno == EINTR)
                                 continue;
                         log_error("poll: %s", strerror(errno));
@@ -464,6 +463,7 @@ int kms_bus_run(struct kms_daemon *d)
                                 dbus_watch_handle(ws[i], flags);
                 }
                 dispatch_all(d);
+                kms_refusal_flush(d, false);
         }
         if (dbus_connection_get_is_connected(d->conn)) {
                 DBusError err;
@@ -480,6 +480,9 @@ int kms_bus_run(struct kms_daemon *d)
                 }
                 dispatch_all(d);
         }
+        /* The audit writer still runs: what was suppressed is counted in
+         * the log before kmsd goes. */
+        kms_refusal_flush(d, true);
         return 0;
 }
 
@@ -488,6 +491,7 @@ void kms_bus_close(struct kms_daemon *d)
         if (!d->conn)
                 return;
         kms_audit_set_sender(&d->audit, NULL, NULL);
+        kms_refusal_free(d);
         if (dbus_connection_get_is_connected(d->conn)) {
                 dbus_connection_flush(d->conn);
                 dbus_connection_close(d->conn);

@@ -1,7 +1,12 @@
 /* Who is calling: the uid and pid the bus daemon reports for a unique
  * bus name (GetConnectionCredentials), cached per name on the bus thread
- * and dropped when the name goes away (NameOwnerChanged). Nothing the
- * caller sends about itself is used. */
+ * and dropped when the name goes away (NameOwnerChanged), when it is
+ * KMS_CALLER_TTL_MS old, and at every policy reload. Nothing the caller
+ * sends about itself is used.
+ *
+ * The groups come from the uid's account when the entry is made, so the
+ * entry's age bounds how long a removed group membership keeps working
+ * on a connection that stays open; a reload ends it at once. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,16 +17,21 @@
 
 #define KMS_CALLER_BUCKETS 256u
 #define KMS_CALLER_TIMEOUT_MS 5000
+/* How long a caller's identity and groups are used before they are
+ * fetched again (docs/policy.md, "Who is calling"). */
+#define KMS_CALLER_TTL_MS 30000u
 
 struct caller_entry {
         char *name;
         struct kms_caller caller;
+        uint64_t fetched_ms; /* monotonic */
         struct caller_entry *next;
 };
 
 struct kms_caller_cache {
         struct caller_entry *buckets[KMS_CALLER_BUCKETS];
         size_t n;
+        unsigned generation; /* d->caller_generation when last emptied */
 };
 
 static unsigned hash_name(const char *s)
@@ -55,6 +65,13 @@ void kms_caller_cache_free(struct kms_daemon *d)
         cache_clear(d->callers);
         free(d->callers);
         d->callers = NULL;
+}
+
+void kms_caller_invalidate(struct kms_daemon *d)
+{
+        /* A reload may run in a worker; the cache belongs to the bus
+         * thread, which compares this counter before every lookup. */
+        atomic_fetch_add(&d->caller_generation, 1);
 }
 
 void kms_caller_forget(struct kms_daemon *d, const char *name)
@@ -172,7 +189,8 @@ int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_calle
 {
         struct kms_caller_cache *c = d->callers;
         struct caller_entry *e;
-        unsigned b;
+        unsigned b, generation = atomic_load(&d->caller_generation);
+        uint64_t now = kms_now_mono_ms();
         int r;
 
         if (!sender)
@@ -181,21 +199,37 @@ int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_calle
                 c = d->callers = calloc(1, sizeof(struct kms_caller_cache));
                 if (!c)
                         return -ENOMEM;
+                c->generation = generation;
+        }
+        if (c->generation != generation) {
+                cache_clear(c); /* the policy was reloaded */
+                c->generation = generation;
         }
         b = hash_name(sender);
         for (e = c->buckets[b]; e; e = e->next)
-                if (strcmp(e->name, sender) == 0) {
-                        *ret = e->caller;
-                        return 0;
-                }
+                if (strcmp(e->name, sender) == 0)
+                        break;
+        if (e && now - e->fetched_ms < KMS_CALLER_TTL_MS) {
+                *ret = e->caller;
+                return 0;
+        }
         r = query(d, sender, ret);
-        if (r < 0)
+        if (r < 0) {
+                if (e)
+                        kms_caller_forget(d, sender);
                 return r;
+        }
+        if (e) { /* expired: the same connection, fetched again */
+                e->caller = *ret;
+                e->fetched_ms = now;
+                return 0;
+        }
         if (c->n >= KMS_MAX_CALLERS)
                 cache_clear(c); /* rare; entries are refetched on demand */
         e = calloc(1, sizeof(*e));
         if (e && (e->name = strdup(sender))) {
                 e->caller = *ret;
+                e->fetched_ms = now;
                 e->next = c->buckets[b];
                 c->buckets[b] = e;
                 c->n++;

@@ -40,6 +40,10 @@ enum kms_operation {
 
 #define KMS_OP_BIT(op) (1u << (op))
 #define KMS_OPS_ALL ((1u << _KMS_OP_MAX) - 1u)
+/* The operations that are not about one key: a rule's keys line does not
+ * limit them, so a rule granting only these needs none (and may not have
+ * one other than "*"). */
+#define KMS_OPS_GLOBAL (KMS_OP_BIT(KMS_OP_ADMIN) | KMS_OP_BIT(KMS_OP_AUDIT) | KMS_OP_BIT(KMS_OP_STATUS))
 /* What a key's owner may do without a rule, unless kmsd.conf says
  * otherwise ([policy] owner_rights). */
 #define KMS_OWNER_RIGHTS_DEFAULT                                                                                       \
@@ -88,7 +92,11 @@ struct kms_policy_settings {
 
 /* Read every *.conf in settings->dir (lexical order). On error returns
  * -EINVAL (or -ENOMEM, -EIO) and writes "file:line: reason" to errbuf;
- * nothing is returned then. A missing dir is not an error (no rules). */
+ * nothing is returned then. A missing dir is not an error (no rules).
+ * The folder and the files must be owned by root or by the uid this
+ * process runs as, and not writable by group or others; neither may be a
+ * symbolic link, and the files must be regular files. Otherwise -EPERM
+ * (-ELOOP for a link) and "path: why" in errbuf. */
 int kms_policy_load(const struct kms_policy_settings *settings, struct kms_policy **ret, char *errbuf, size_t errlen);
 /* The same for one file's text in memory (tests); name stands in for the
  * file name. */
@@ -99,7 +107,12 @@ void kms_policy_unref(struct kms_policy *p);
 
 struct kms_decision {
         bool allow;
-        char why[KMS_POLICY_WHY_MAX]; /* which rule, or why none did */
+        /* Which rule decided, with its file and line, or why none did:
+         * for kmsd's log and for admins (CheckPolicy). */
+        char why[KMS_POLICY_WHY_MAX];
+        /* The same for the caller: the rule's name, not where the policy
+         * files are or what else is in them. */
+        char why_caller[KMS_POLICY_WHY_MAX];
 };
 
 /* Decide. key: the key's name, or NULL for requests that are not about

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
 #include <pwd.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kms-ini.h"
@@ -136,6 +138,7 @@ struct rule {
         char *name;
         char *file;
         unsigned line;
+        unsigned keys_line; /* where its keys line is, 0 if none */
         bool allow;
         bool have_subjects, have_ops, have_keys, have_effect;
         struct subject *subjects;
@@ -268,17 +271,50 @@ static const char *glob_problem(const char *g)
         return in_bracket ? "'[' without ']'" : NULL;
 }
 
-/* Check that the rule just finished has everything. */
+/* A rule without a keys line grants its (global) operations whatever
+ * the key: the same as "keys = *", which is how it is shown. */
+static int rule_default_keys(struct rule *r)
+{
+        r->keys = calloc(1, sizeof(*r->keys));
+        if (!r->keys)
+                return -ENOMEM;
+        r->keys[0] = strdup("*");
+        r->keys_text = strdup("*");
+        if (!r->keys[0] || !r->keys_text)
+                return -ENOMEM;
+        r->n_keys = 1;
+        return 0;
+}
+
+/* Check that the rule just finished has everything. keys may be left out
+ * only when every operation is global (admin, audit, status); with such
+ * operations a pattern other than "*" is refused: it would read as a
+ * limit ("admin on team/STAR") that kmsd does not apply. */
 static int rule_complete(struct parse_ctx *ctx)
 {
         struct rule *r = ctx->cur;
+        bool keys_needed;
 
         if (!r)
                 return 0;
-        if (!r->have_subjects || !r->have_ops || !r->have_keys) {
+        keys_needed = !r->have_ops || (r->ops & ~KMS_OPS_GLOBAL) != 0;
+        if (!r->have_subjects || !r->have_ops || (keys_needed && !r->have_keys)) {
                 snprintf(ctx->msg, sizeof(ctx->msg), "rule [%s] needs subjects, operations and keys (missing: %s%s%s)",
                          r->name, r->have_subjects ? "" : "subjects ", r->have_ops ? "" : "operations ",
                          r->have_keys ? "" : "keys");
+                ctx->src->bad_line = (int)r->line;
+                return -1;
+        }
+        if (!keys_needed && r->have_keys && !(r->n_keys == 1 && strcmp(r->keys[0], "*") == 0)) {
+                snprintf(ctx->msg, sizeof(ctx->msg),
+                         "rule [%s] grants only %s, which are not about one key: 'keys = %.64s' would not limit "
+                         "them; leave keys out (or write keys = *)",
+                         r->name, r->ops_text ? r->ops_text : "global operations", r->keys_text ? r->keys_text : "");
+                ctx->src->bad_line = (int)r->keys_line;
+                return -1;
+        }
+        if (!r->have_keys && rule_default_keys(r) < 0) {
+                snprintf(ctx->msg, sizeof(ctx->msg), "out of memory");
                 ctx->src->bad_line = (int)r->line;
                 return -1;
         }
@@ -498,6 +534,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (r->have_keys)
                         goto twice;
                 r->have_keys = true;
+                r->keys_line = (unsigned)ctx->src->line;
                 if (parse_keys(ctx, r, value) < 0 || !(r->keys_text = normalise(value, " ")))
                         return 0;
         } else if (strcmp(name, "effect") == 0) {
@@ -576,26 +613,143 @@ static int conf_filter(const struct dirent *e)
         return e->d_name[0] != '.' && n > 5 && strcmp(e->d_name + n - 5, ".conf") == 0;
 }
 
+/* The policy decides who may use every key, so only root (or the user
+ * kmsd runs as, for an instance of its own) may write it: the folder and
+ * each file must belong to one of them and be closed to writes by group
+ * and others. st is from fstat() on the opened descriptor, so it is the
+ * object that will be read, not whatever the path names by then. */
+static int check_owner_mode(const struct stat *st, const char *path, const char *what, char *errbuf, size_t errlen)
+{
+        uid_t self = getuid();
+
+        if (st->st_uid != 0 && st->st_uid != self) {
+                snprintf(errbuf, errlen, "%s: the policy %s is owned by uid %u; it must be owned by root%s", path,
+                         what, (unsigned)st->st_uid, self != 0 ? " or by the user kmsd runs as" : "");
+                return -EPERM;
+        }
+        if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(errbuf, errlen, "%s: the policy %s has mode %04o, writable by %s; make it writable by its owner only (chmod go-w)",
+                         path, what, (unsigned)(st->st_mode & 07777),
+                         (st->st_mode & S_IWGRP) && (st->st_mode & S_IWOTH) ? "group and others"
+                         : (st->st_mode & S_IWGRP)                          ? "its group"
+                                                                            : "others");
+                return -EPERM;
+        }
+        return 0;
+}
+
+/* Open the policy folder without following a link at its last component;
+ * -ENOENT when it does not exist. */
+static int open_policy_dir(const char *dir, int *ret_fd, char *errbuf, size_t errlen)
+{
+        struct stat st;
+        int fd, r;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ENOENT)
+                        return r;
+                /* O_DIRECTORY | O_NOFOLLOW on a link: ENOTDIR or ELOOP. */
+                if (r == -ELOOP || (r == -ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))) {
+                        snprintf(errbuf, errlen,
+                                 "%s: the policy folder is a symbolic link; kmsd does not follow it (set [policy] dir "
+                                 "to the real folder)",
+                                 dir);
+                        return -ELOOP;
+                }
+                snprintf(errbuf, errlen, "%s: cannot open the policy folder: %s", dir, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(errbuf, errlen, "%s: cannot stat the policy folder: %s", dir, strerror(-r));
+                close(fd);
+                return r;
+        }
+        r = check_owner_mode(&st, dir, "folder", errbuf, errlen);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Open one policy file, name relative to the folder's descriptor: no link
+ * followed, nothing but a regular file (O_NONBLOCK so that a FIFO cannot
+ * hang the reload), owner and mode checked on what was opened. */
+static int open_policy_file(int dirfd, const char *name, const char *path, FILE **ret, char *errbuf, size_t errlen)
+{
+        struct stat st;
+        FILE *f;
+        int fd, r;
+
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                r = -errno;
+                if (r == -ELOOP)
+                        snprintf(errbuf, errlen,
+                                 "%s: is a symbolic link; kmsd does not follow links in the policy folder (copy the "
+                                 "file there instead)",
+                                 path);
+                else
+                        snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(errbuf, errlen, "%s: cannot stat: %s", path, strerror(-r));
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(errbuf, errlen, "%s: not a regular file", path);
+                close(fd);
+                return -EPERM;
+        }
+        r = check_owner_mode(&st, path, "file", errbuf, errlen);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        f = fdopen(fd, "re");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(-r));
+                return r;
+        }
+        *ret = f;
+        return 0;
+}
+
 int kms_policy_load(const struct kms_policy_settings *settings, struct kms_policy **ret, char *errbuf, size_t errlen)
 {
         struct dirent **names = NULL;
         struct kms_policy *p;
-        int n = 0, r;
+        int n = 0, r, dirfd = -1;
 
         r = policy_new(settings, &p);
         if (r < 0)
                 return r;
         if (settings->dir && *settings->dir) {
-                n = scandir(settings->dir, &names, conf_filter, alphasort);
-                if (n < 0) {
-                        if (errno != ENOENT) {
+                r = open_policy_dir(settings->dir, &dirfd, errbuf, errlen);
+                if (r == -ENOENT)
+                        r = 0; /* no folder: no rules */
+                else if (r < 0) {
+                        policy_free(p);
+                        return r;
+                } else {
+                        n = scandirat(dirfd, ".", &names, conf_filter, alphasort);
+                        if (n < 0) {
                                 r = -errno;
                                 snprintf(errbuf, errlen, "%s: cannot read the policy folder: %s", settings->dir,
                                          strerror(errno));
+                                close(dirfd);
                                 policy_free(p);
                                 return r;
                         }
-                        n = 0; /* no folder: no rules */
                 }
         }
         for (int i = 0; i < n && r >= 0; i++) {
@@ -603,18 +757,17 @@ int kms_policy_load(const struct kms_policy_settings *settings, struct kms_polic
                 struct kms_ini_source src = {0};
 
                 snprintf(path, sizeof(path), "%s/%s", settings->dir, names[i]->d_name);
-                src.f = fopen(path, "re");
-                if (!src.f) {
-                        r = -errno;
-                        snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+                r = open_policy_file(dirfd, names[i]->d_name, path, &src.f, errbuf, errlen);
+                if (r < 0)
                         break;
-                }
                 r = parse_source(p, &src, path, errbuf, errlen);
                 fclose(src.f);
         }
         for (int i = 0; i < n; i++)
                 free(names[i]);
         free(names);
+        if (dirfd >= 0)
+                close(dirfd);
         if (r < 0) {
                 policy_free(p);
                 return r;
@@ -672,6 +825,8 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
 {
         struct kms_decision d = {0};
 
+        const struct rule *decider = NULL;
+
         if (op < 0 || op >= _KMS_OP_MAX) {
                 snprintf(d.why, sizeof(d.why), "unknown operation");
         } else if (c->uid == 0) {
@@ -694,6 +849,7 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
                         if (!rule_matches(r, c, op, key, owner))
                                 continue;
                         decided = true;
+                        decider = r;
                         d.allow = r->allow;
                         snprintf(d.why, sizeof(d.why), "rule [%s] (%s:%u, effect %s)", r->name, r->file, r->line,
                                  r->allow ? "allow" : "deny");
@@ -707,6 +863,13 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
                 if (!decided)
                         snprintf(d.why, sizeof(d.why), "no rule matched: denied by default");
         }
+        /* Where the policy lives and how it is laid out is the admins'
+         * business; the caller learns which rule to ask about. */
+        if (decider)
+                snprintf(d.why_caller, sizeof(d.why_caller), "rule [%s] (effect %s)", decider->name,
+                         decider->allow ? "allow" : "deny");
+        else
+                memcpy(d.why_caller, d.why, sizeof(d.why_caller));
         if (ret)
                 *ret = d;
         return d.allow;

@@ -161,7 +161,8 @@ fail() {
 label="kmsd-bench"
 pin=$(openssl rand -hex 12)
 so_pin=$(openssl rand -hex 12)
-mkdir -p "$tmp/tokens" "$tmp/state" "$tmp/samples"
+mkdir -p "$tmp/tokens" "$tmp/samples"
+mkdir -m 700 "$tmp/state" # kmsd refuses a state_dir others may read
 cat >"$tmp/softhsm2.conf" <<EOF
 directories.tokendir = $tmp/tokens
 objectstore.backend = file

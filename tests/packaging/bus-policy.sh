@@ -2,13 +2,16 @@
 # The packaged system bus policy (packaging/dbus/org.kmsd.KeyManager1.conf)
 # on a private dbus-daemon configured like the system bus: kmsd, running as
 # a throwaway system user that stands in for "kmsd", owns
-# org.kmsd.KeyManager1; the user nobody can call its methods and receive
-# its signals, and can own neither that name nor anything else; root cannot
-# own the name either; the kmsd user cannot own other names.
+# org.kmsd.KeyManager1; the user nobody can call its methods but does not
+# receive its signals (they name keys); root and a member of a throwaway
+# group that stands in for "kmsd-admin" do; nobody can own neither that
+# name nor anything else; root cannot own the name either; the kmsd user
+# cannot own other names.
 #
-# The policy copy differs from the packaged file in the user name only.
-# Needs root (to create and remove the throwaway user); stops exactly the
-# processes it started, by pid, and removes the user and its group.
+# The policy copy differs from the packaged file in the user and admin
+# group names only. Needs root (to create and remove the throwaway users
+# and group); stops exactly the processes it started, by pid, and removes
+# the users and groups.
 # Environment (from ctest): KMSD_BIN, KMSCTL_BIN.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,6 +46,17 @@ pkg_on_exit "userdel '$KUSER' >/dev/null 2>&1 || echo 'bus-policy: userdel $KUSE
 KUID=$(id -u "$KUSER")
 AS_KMSD=(setpriv --reuid="$KUSER" --regid="$KUSER" --clear-groups --)
 echo "throwaway user $KUSER (uid $KUID)"
+# The admin group and one member (not root), created before the bus reads
+# its configuration.
+AGROUP=${KUSER}a
+AUSER=${KUSER}m
+groupadd --system "$AGROUP" || die "groupadd $AGROUP failed"
+pkg_on_exit "groupdel '$AGROUP' >/dev/null 2>&1 || echo 'bus-policy: groupdel $AGROUP failed' >&2"
+useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin -G "$AGROUP" "$AUSER" ||
+        die "useradd $AUSER failed"
+pkg_on_exit "userdel '$AUSER' >/dev/null 2>&1 || echo 'bus-policy: userdel $AUSER failed' >&2"
+AS_ADMIN=(setpriv --reuid="$AUSER" --regid="$AUSER" --init-groups --)
+echo "throwaway admin group $AGROUP, member $AUSER"
 
 # The binaries must be reachable by the test user and by nobody.
 mkdir -m 755 "$PKG_T/bin"
@@ -91,7 +105,8 @@ SOFTHSM2_CONF=$K/softhsm2.conf "${AS_KMSD[@]}" softhsm2-util --init-token --free
 # The default policy of dbus 1.14's system.conf, our policy file (user
 # substituted) included after it, as /usr/share/dbus-1/system.d/ is.
 grep -c 'user="kmsd"' "$POLICY" | grep -qx 1 || die "$POLICY must name user=\"kmsd\" exactly once"
-sed "s/user=\"kmsd\"/user=\"$KUSER\"/" "$POLICY" >"$PKG_T/policy.conf"
+grep -c 'group="kmsd-admin"' "$POLICY" | grep -qx 1 || die "$POLICY must name group=\"kmsd-admin\" exactly once"
+sed -e "s/user=\"kmsd\"/user=\"$KUSER\"/" -e "s/group=\"kmsd-admin\"/group=\"$AGROUP\"/" "$POLICY" >"$PKG_T/policy.conf"
 cat >"$PKG_T/bus.conf" <<EOF2
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -196,33 +211,58 @@ else
         fail "kmsctl status as nobody: $out"
 fi
 
-# ---------------------------------------------------------------- nobody gets signals
+# ---------------------------------------------------------------- who gets signals
+# kmsd's signals name keys, so the bus delivers them to root and the admin
+# group only. nobody subscribes with dbus-monitor (which, refused as a
+# monitor, falls back to a match rule and says NameAcquired when it is
+# ready); root and the admin subscribe with kmsctl monitor, an ordinary
+# match rule (root's dbus-monitor would be a monitor, which no receive rule
+# restricts).
 : >"$PKG_T/monitor.log"
 "${AS_NOBODY[@]}" dbus-monitor --address "$ADDR" "type='signal',sender='$NAME'" \
         </dev/null >"$PKG_T/monitor.log" 2>&1 &
 MON_PID=$!
 pkg_track "$MON_PID"
+"$PKG_T/bin/kmsctl" --bus-address "$ADDR" monitor </dev/null >"$PKG_T/monitor-root.log" 2>&1 &
+MON_ROOT_PID=$!
+pkg_track "$MON_ROOT_PID"
+"${AS_ADMIN[@]}" "$PKG_T/bin/kmsctl" --bus-address "$ADDR" monitor </dev/null >"$PKG_T/monitor-admin.log" 2>&1 &
+MON_ADMIN_PID=$!
+pkg_track "$MON_ADMIN_PID"
 for ((i = 0; i < 50; i++)); do
         grep -q 'NameAcquired\|NameLost\|member=' "$PKG_T/monitor.log" && break
         sleep 0.1
 done
-sleep 0.3
+sleep 0.5
 if out=$(timeout 60 "${AS_NOBODY[@]}" "$PKG_T/bin/kmsctl" --bus-address "$ADDR" key create bus/nobody \
         --algorithm ec-p256 2>&1); then
         pass "nobody creates a key of its own"
 else
         fail "nobody cannot create a key: $out"
 fi
-for ((i = 0; i < 50; i++)); do
-        grep -q 'member=KeyCreated' "$PKG_T/monitor.log" && break
+for ((i = 0; i < 100; i++)); do
+        grep -q 'bus/nobody' "$PKG_T/monitor-root.log" && grep -q 'bus/nobody' "$PKG_T/monitor-admin.log" && break
         sleep 0.1
 done
-if grep -q "interface=$NAME; member=KeyCreated" "$PKG_T/monitor.log"; then
-        pass "nobody receives kmsd's KeyCreated signal"
+if grep -q "KeyCreated.*bus/nobody\|bus/nobody.*KeyCreated\|created.*bus/nobody" "$PKG_T/monitor-root.log"; then
+        pass "root receives KeyCreated: $(grep -m1 'bus/nobody' "$PKG_T/monitor-root.log")"
 else
-        fail "nobody did not receive KeyCreated: $(head -c 1500 "$PKG_T/monitor.log")"
+        fail "root did not receive KeyCreated: $(head -c 1500 "$PKG_T/monitor-root.log")"
+fi
+if grep -q "bus/nobody" "$PKG_T/monitor-admin.log"; then
+        pass "a member of the admin group receives KeyCreated: $(grep -m1 'bus/nobody' "$PKG_T/monitor-admin.log")"
+else
+        fail "the admin group member did not receive KeyCreated: $(head -c 1500 "$PKG_T/monitor-admin.log")"
+fi
+sleep 0.5 # the same broadcast reached every subscriber the bus allows by now
+if grep -q 'NameAcquired' "$PKG_T/monitor.log" && ! grep -q "member=KeyCreated\|bus/nobody" "$PKG_T/monitor.log"; then
+        pass "nobody, subscribed, does not receive KeyCreated (not even for its own key)"
+else
+        fail "nobody's subscription: $(head -c 1500 "$PKG_T/monitor.log")"
 fi
 pkg_stop "$MON_PID"
+pkg_stop "$MON_ROOT_PID"
+pkg_stop "$MON_ADMIN_PID"
 
 # ---------------------------------------------------------------- nobody owns nothing
 for n in "$NAME" org.kmsd.KeyManager1.Other com.example.Anything; do

@@ -130,7 +130,7 @@ if python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' 
 else
         fail "the bus policy does not parse: $(cat "$PKG_T/xml.err")"
 fi
-expect_eq "bus policy: the one <policy user=...>" 'user="kmsd"' "$(grep -o 'user="[^"]*"' "$policy" | sort -u | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "bus policy: the <policy user=...> sections (kmsd; root for signals)" 'user="kmsd" user="root"' "$(grep -o 'user="[^"]*"' "$policy" | sort -u | tr '\n' ' ' | sed 's/ $//')"
 service=$PKG_SRC/packaging/dbus/org.kmsd.KeyManager1.service
 for line in "[D-BUS Service]" "Name=org.kmsd.KeyManager1" "User=kmsd" "SystemdService=kmsd.service"; do
         if grep -qxF -- "$line" "$service"; then pass "activation file: $line"; else fail "activation file lacks '$line'"; fi

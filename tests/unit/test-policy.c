@@ -1,6 +1,9 @@
 /* The policy parser and the decision function (policy/policy.c): rule
  * order, globs, groups, owner rights, default deny, admins, and the
- * file:line of every refusal. */
+ * file:line of every refusal; rules of global operations and their keys
+ * line; what a denied caller is told; owner, mode and links of the policy
+ * folder and files. Also the two pieces of common/kms-log.c that guard
+ * kmsd's log from callers: escaping and the token bucket. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "kms-log.h"
 #include "kms-policy.h"
 
 static const struct kms_policy_settings settings = {
@@ -312,11 +317,13 @@ static void test_load_dir(void **state)
         assert_non_null(f);
         fputs(chat_app, f);
         fclose(f);
+        assert_int_equal(chmod(path, 0644), 0); /* whatever the umask: not group-writable */
         snprintf(path, sizeof(path), "%s/10-deny.conf", dir);
         f = fopen(path, "w");
         assert_non_null(f);
         fputs("[deny-bob]\nsubjects = uid:1000\noperations = sign\nkeys = chat/bob\neffect = deny\n", f);
         fclose(f);
+        assert_int_equal(chmod(path, 0644), 0);
         snprintf(path, sizeof(path), "%s/notes.txt", dir); /* not a .conf: ignored */
         f = fopen(path, "w");
         assert_non_null(f);
@@ -338,6 +345,7 @@ static void test_load_dir(void **state)
         assert_non_null(f);
         fputs("[x]\nsubjects = any\noperations = sing\nkeys = *\n", f);
         fclose(f);
+        assert_int_equal(chmod(path, 0644), 0);
         assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), -EINVAL);
         assert_null(p);
         assert_non_null(strstr(err, "30-broken.conf:3: unknown operation 'sing'"));
@@ -356,6 +364,207 @@ static void test_load_dir(void **state)
         assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), 0);
         assert_int_equal(kms_policy_n_rules(p), 0);
         kms_policy_unref(p);
+}
+
+/* admin, audit and status are not about one key: a rule granting only
+ * those needs no keys line, and one other than "*" is refused at the keys
+ * line, because it would read as a limit that does not apply. */
+static void test_global_rules(void **state)
+{
+        struct kms_policy *p;
+        struct kms_policy_rule_info ri;
+
+        (void)state;
+        p = load("[ops]\nsubjects = uid:1500\noperations = status, audit\n"
+                 "[team-admin]\nsubjects = uid:1600\noperations = admin\nkeys = *\n");
+        assert_int_equal(kms_policy_n_rules(p), 2);
+        kms_policy_rule_info(p, 0, &ri);
+        assert_string_equal(ri.keys, "*"); /* shown as what it means */
+        assert_true(allowed(p, 1500, 1500, KMS_OP_STATUS, NULL, KMS_NO_OWNER, NULL, 0));
+        assert_true(allowed(p, 1500, 1500, KMS_OP_AUDIT, NULL, KMS_NO_OWNER, NULL, 0));
+        assert_false(allowed(p, 1500, 1500, KMS_OP_ADMIN, NULL, KMS_NO_OWNER, NULL, 0));
+        assert_true(allowed(p, 1600, 1600, KMS_OP_ADMIN, NULL, KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
+
+        refused("[team-admin]\nsubjects = uid:1600\noperations = admin\nkeys = team/*\n",
+                "test.conf:4: rule [team-admin] grants only admin, which are not about one key: 'keys = team/*' "
+                "would not limit them");
+        /* Reported at the keys line wherever it is in the rule, also for a
+         * rule that is not the last. */
+        refused("[a]\nsubjects = any\nkeys = prod/* *\noperations = status audit\n[b]\nsubjects = any\n"
+                "operations = status\n",
+                "test.conf:3: rule [a] grants only audit,status");
+        /* Any other operation needs its keys line, as before. */
+        refused("[r]\nsubjects = any\noperations = admin, create\n", "test.conf:1: rule [r] needs subjects, operations "
+                                                                    "and keys (missing: keys)");
+        /* Mixed: the keys line limits the key operations. */
+        p = load("[mixed]\nsubjects = uid:1600\noperations = status, create\nkeys = team/*\n");
+        assert_true(allowed(p, 1600, 1600, KMS_OP_CREATE, "team/x", KMS_NO_OWNER, NULL, 0));
+        assert_false(allowed(p, 1600, 1600, KMS_OP_CREATE, "prod/x", KMS_NO_OWNER, NULL, 0));
+        assert_true(allowed(p, 1600, 1600, KMS_OP_STATUS, NULL, KMS_NO_OWNER, NULL, 0));
+        kms_policy_unref(p);
+}
+
+/* A denied caller learns the rule's name; the log and admins get its file
+ * and line too. */
+static void test_why_caller(void **state)
+{
+        struct kms_policy *p = load("[no-secret]\nsubjects = any\noperations = sign\nkeys = chat/secret\n"
+                                    "effect = deny\n");
+        struct kms_caller c = caller(1000, 1000);
+        struct kms_decision d;
+
+        (void)state;
+        assert_false(kms_policy_decide(p, &c, KMS_OP_SIGN, "chat/secret", 1000, &d));
+        assert_string_equal(d.why, "rule [no-secret] (test.conf:1, effect deny)");
+        assert_string_equal(d.why_caller, "rule [no-secret] (effect deny)");
+        assert_null(strstr(d.why_caller, "test.conf"));
+        assert_false(kms_policy_decide(p, &c, KMS_OP_SIGN, "chat/other", 1001, &d));
+        assert_string_equal(d.why_caller, "no rule matched: denied by default");
+        assert_true(kms_policy_decide(p, &c, KMS_OP_SIGN, "chat/other", 1000, &d));
+        assert_string_equal(d.why_caller, d.why);
+        kms_policy_unref(p);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Load st's folder; expect r and an error containing both strings. */
+static void load_refused(const struct kms_policy_settings *st, int r, const char *s1, const char *s2)
+{
+        struct kms_policy *p = NULL;
+        char err[512] = "";
+
+        assert_int_equal(kms_policy_load(st, &p, err, sizeof(err)), r);
+        assert_null(p);
+        if (!strstr(err, s1) || !strstr(err, s2))
+                fail_msg("expected '%s' and '%s' in '%s'", s1, s2, err);
+}
+
+/* Only root (or kmsd's own uid) may write the policy: a folder or file
+ * that group or others can write, that another uid owns, a link, or a
+ * FIFO is refused, naming the path and why. */
+static void test_load_dir_permissions(void **state)
+{
+        char dir[] = "/tmp/kms-policy-XXXXXX", path[256], path2[256], link_dir[300];
+        struct kms_policy_settings st = settings;
+        struct kms_policy *p = NULL;
+        char err[512];
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        st.dir = dir;
+        snprintf(path, sizeof(path), "%s/50-ok.conf", dir);
+        write_file(path, "[ok]\nsubjects = any\noperations = status\nkeys = *\n", 0644);
+        assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), 0);
+        kms_policy_unref(p);
+
+        /* The folder: group- or world-writable. */
+        assert_int_equal(chmod(dir, 0775), 0);
+        load_refused(&st, -EPERM, dir, "the policy folder has mode 0775, writable by its group");
+        assert_int_equal(chmod(dir, 0757), 0);
+        load_refused(&st, -EPERM, dir, "writable by others");
+        assert_int_equal(chmod(dir, 0755), 0);
+
+        /* A file: group-writable (even one that parses). */
+        assert_int_equal(chmod(path, 0664), 0);
+        load_refused(&st, -EPERM, path, "the policy file has mode 0664, writable by its group; make it writable by its owner only");
+        assert_int_equal(chmod(path, 0646), 0);
+        load_refused(&st, -EPERM, path, "writable by others");
+        assert_int_equal(chmod(path, 0644), 0);
+
+        /* A symbolic link in the folder, even to a good file. */
+        snprintf(path2, sizeof(path2), "%s/60-link.conf", dir);
+        assert_int_equal(symlink(path, path2), 0);
+        load_refused(&st, -ELOOP, path2, "is a symbolic link; kmsd does not follow links");
+        unlink(path2);
+
+        /* A FIFO is no policy file, and must not hang the load. */
+        assert_int_equal(mkfifo(path2, 0644), 0);
+        load_refused(&st, -EPERM, path2, "not a regular file");
+        unlink(path2);
+
+        /* The folder itself through a link. */
+        snprintf(link_dir, sizeof(link_dir), "%s-link", dir);
+        assert_int_equal(symlink(dir, link_dir), 0);
+        st.dir = link_dir;
+        load_refused(&st, -ELOOP, link_dir, "the policy folder is a symbolic link");
+        unlink(link_dir);
+        st.dir = dir;
+
+        /* Owned by another uid (needs root to give it away). */
+        if (getuid() == 0) {
+                assert_int_equal(chown(path, 65534, 65534), 0);
+                load_refused(&st, -EPERM, path, "the policy file is owned by uid 65534; it must be owned by root");
+                assert_int_equal(chown(path, 0, 0), 0);
+                assert_int_equal(chown(dir, 65534, 65534), 0);
+                load_refused(&st, -EPERM, dir, "the policy folder is owned by uid 65534");
+                assert_int_equal(chown(dir, 0, 0), 0);
+        }
+        assert_int_equal(kms_policy_load(&st, &p, err, sizeof(err)), 0);
+        assert_int_equal(kms_policy_n_rules(p), 1);
+        kms_policy_unref(p);
+        unlink(path);
+        rmdir(dir);
+}
+
+/* Nothing a caller puts into a log message can start a new line. */
+static void test_log_escape(void **state)
+{
+        char out[64];
+
+        (void)state;
+        assert_int_equal(kms_log_escape("plain text, UTF-8 \xc3\xa9 and \\ too", out, sizeof(out)),
+                         strlen("plain text, UTF-8 \xc3\xa9 and \\ too"));
+        assert_string_equal(out, "plain text, UTF-8 \xc3\xa9 and \\ too");
+        kms_log_escape("x\ndenied: uid 0\r\t\x1b[1m\x7f.", out, sizeof(out));
+        assert_string_equal(out, "x\\x0adenied: uid 0\\x0d\\x09\\x1b[1m\\x7f.");
+        assert_null(strchr(out, '\n'));
+        /* Too small: stops before an escape rather than cutting it. */
+        assert_int_equal(kms_log_escape("ab\ncd", out, 6), 2);
+        assert_string_equal(out, "ab");
+        assert_int_equal(kms_log_escape("ab\ncd", out, 7), 6);
+        assert_string_equal(out, "ab\\x0a");
+        assert_int_equal(kms_log_escape("abc", out, 1), 0);
+        assert_string_equal(out, "");
+        assert_int_equal(kms_log_escape("abc", out, 0), 0);
+}
+
+/* The token bucket behind the refusal limit: burst 20, then 2 a second. */
+static void test_log_ratelimit(void **state)
+{
+        struct kms_log_ratelimit rl = {0};
+        uint64_t t = 1000000;
+        unsigned ok = 0;
+
+        (void)state;
+        assert_true(kms_log_ratelimit_full(&rl, 20, 2, t));
+        for (int i = 0; i < 4000; i++)
+                ok += kms_log_ratelimit_take(&rl, 20, 2, t);
+        assert_int_equal(ok, 20);
+        assert_false(kms_log_ratelimit_full(&rl, 20, 2, t));
+        /* 499 ms: not yet one token; 500 ms: one. */
+        assert_false(kms_log_ratelimit_take(&rl, 20, 2, t + 499));
+        assert_true(kms_log_ratelimit_take(&rl, 20, 2, t + 500));
+        assert_false(kms_log_ratelimit_take(&rl, 20, 2, t + 500));
+        /* 10 s later: full again (20), no more. */
+        t += 10500;
+        assert_true(kms_log_ratelimit_full(&rl, 20, 2, t));
+        ok = 0;
+        for (int i = 0; i < 100; i++)
+                ok += kms_log_ratelimit_take(&rl, 20, 2, t);
+        assert_int_equal(ok, 20);
+        /* A clock that goes back refills nothing; a huge gap does not
+         * overflow. */
+        assert_false(kms_log_ratelimit_take(&rl, 20, 2, t - 5000));
+        assert_true(kms_log_ratelimit_take(&rl, 20, 2, UINT64_MAX / 2));
 }
 
 static void test_operations(void **state)
@@ -390,6 +599,11 @@ int main(void)
                 cmocka_unit_test(test_rule_info),
                 cmocka_unit_test(test_parse_errors),
                 cmocka_unit_test(test_load_dir),
+                cmocka_unit_test(test_global_rules),
+                cmocka_unit_test(test_why_caller),
+                cmocka_unit_test(test_load_dir_permissions),
+                cmocka_unit_test(test_log_escape),
+                cmocka_unit_test(test_log_ratelimit),
                 cmocka_unit_test(test_operations),
         };
 
