@@ -77,14 +77,18 @@ static int output_open(const char *path, struct output *ret)
         if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
                 fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
                 if (fd < 0) {
-                        fprintf(stderr, "kmsctl: cannot open '%s': %s\n", path, strerror(errno));
-                        return -errno;
+                        int r = -errno; /* before fprintf() can change errno */
+
+                        fprintf(stderr, "kmsctl: cannot open '%s': %s\n", path, strerror(-r));
+                        return r;
                 }
         } else {
                 n = strlen(path) + sizeof(".tmp.XXXXXX");
                 ret->tmp = malloc(n);
-                if (!ret->tmp)
+                if (!ret->tmp) {
+                        fprintf(stderr, "kmsctl: out of memory\n");
                         return -ENOMEM;
+                }
                 snprintf(ret->tmp, n, "%s.tmp.XXXXXX", path);
                 fd = mkostemp(ret->tmp, O_CLOEXEC); /* mode 0600 */
                 if (fd < 0) {
@@ -99,6 +103,7 @@ static int output_open(const char *path, struct output *ret)
         }
         ret->f = fdopen(fd, "w");
         if (!ret->f) {
+                fprintf(stderr, "kmsctl: out of memory\n");
                 close(fd);
                 if (ret->tmp)
                         unlink(ret->tmp);

@@ -2,8 +2,10 @@
  * subcommands, which drives both dispatch and the usage text, and the
  * global options. Each subcommand lives in its own file. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "kms-bus.h"
@@ -488,9 +490,37 @@ usage_error:
         return KMS_EXIT_USAGE;
 }
 
+/* A standard descriptor that was closed (kmsctl ... >&-) would be taken by
+ * the next open(): the bus socket, an input file, and the records meant for
+ * standard output would go there. Hold 0, 1 and 2 with /dev/null, opened
+ * the other way round, so that using one still fails as on a closed
+ * descriptor (EBADF): kmsctl reports output it could not write. Returns 0
+ * or a negative errno. */
+static int hold_std_fds(void)
+{
+        for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+                int n;
+
+                if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+                        continue;
+                n = open("/dev/null", (fd == STDIN_FILENO ? O_WRONLY : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
+                if (n < 0)
+                        return -errno;
+                if (n != fd) { /* cannot happen: open() takes the lowest free descriptor */
+                        close(n);
+                        return -EBADF;
+                }
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
-        int r = run(argc, argv);
+        int r;
+
+        if (hold_std_fds() < 0)
+                return KMS_EXIT_FAILURE;
+        r = run(argc, argv);
 
         kmsctl_bus_close();
         /* Output that did not reach stdout (a full disk, a closed pipe) is a

@@ -185,6 +185,13 @@ int kms_sessions_get(struct kms_sessions *t, const char *id, uid_t uid, struct k
         if (!s)
                 return link ? -EPERM : -ENOENT;
         pthread_mutex_lock(&s->lock);
+        /* CloseSession may have taken it out of the table while this call
+         * waited for the lock (behind another call on the session): the
+         * caller has been told it is closed, so it is not found now. */
+        if (s->ended) {
+                kms_sessions_put(t, s);
+                return -ENOENT;
+        }
         *ret = s;
         return 0;
 }
@@ -221,18 +228,35 @@ int kms_sessions_key_name(struct kms_sessions *t, const char *id, uid_t uid, cha
 
 int kms_sessions_close(struct kms_sessions *t, const char *id, uid_t uid)
 {
-        struct kms_session **link;
+        struct kms_session **link, *s = NULL;
         int r = -ENOENT;
 
         pthread_mutex_lock(&t->lock);
         link = find(t, id);
         if (link && (*link)->uid == uid) {
+                /* Out of the table at once (the id is unknown from now on),
+                 * but kept alive by our reference for the wipe below. */
+                s = *link;
+                s->refs++;
                 unlink_session(t, link);
                 r = 0;
         } else if (link)
                 r = -EPERM;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        if (!s)
+                return r;
+        /* Wait for the call in progress on the session, if any, and wipe
+         * the keys before answering: calls that found the session before
+         * it left the table and still wait for its lock see `ended` and
+         * answer SessionNotFound, so nothing is sealed or opened with it
+         * after CloseSession's reply. (Lock order: the table's lock is not
+         * held here.) */
+        pthread_mutex_lock(&s->lock);
+        s->ended = true;
+        kms_session_crypto_free(s->crypto); /* wipes the keys */
+        s->crypto = NULL;
+        kms_sessions_put(t, s);
+        return 0;
 }
 
 void kms_sessions_foreach(struct kms_sessions *t, uid_t uid,

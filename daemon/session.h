@@ -32,6 +32,7 @@ struct kms_session {
         char peer_fingerprint[96];
         struct kms_session_crypto *crypto; /* under lock; NULL once expired (wiped) */
         uint64_t expired_ms;               /* under lock: when the sweep wiped it */
+        bool ended;                        /* under lock: closed; calls that lock it later find no session */
         pthread_mutex_t lock;
         unsigned refs; /* under the table's lock */
         bool closed;   /* under the table's lock: out of the table */
@@ -61,7 +62,9 @@ void kms_sessions_sweep(struct kms_sessions *t, uint64_t now_ms);
 
 /* Find the session id of uid, locked and referenced; release it with
  * kms_sessions_put(). s->crypto is NULL if it expired. -ENOENT for an
- * unknown id, -EPERM for another uid's session. */
+ * unknown id, and for a session that CloseSession closed while this call
+ * waited for its lock (nothing is sealed or opened with a closed
+ * session's keys); -EPERM for another uid's session. */
 int kms_sessions_get(struct kms_sessions *t, const char *id, uid_t uid, struct kms_session **ret);
 void kms_sessions_put(struct kms_sessions *t, struct kms_session *s);
 
@@ -69,8 +72,10 @@ void kms_sessions_put(struct kms_sessions *t, struct kms_session *s);
  * on the session to finish). -ENOENT, -EPERM as for get. */
 int kms_sessions_key_name(struct kms_sessions *t, const char *id, uid_t uid, char *buf, size_t len);
 
-/* Close the session id of uid: wiped as soon as no call uses it.
- * -ENOENT, -EPERM as for get. */
+/* Close the session id of uid: out of the table at once, then its keys
+ * are wiped as soon as the call in progress on it (if any) finishes;
+ * returns after the wipe, so once it has returned no call seals or opens
+ * with the session. -ENOENT, -EPERM as for get. */
 int kms_sessions_close(struct kms_sessions *t, const char *id, uid_t uid);
 
 /* Call cb for each session of uid (at most twice the per-user cap, the

@@ -50,6 +50,13 @@ static int option_audit(struct kms_request *req, const char *key, DBusMessageIte
         return -ENOENT;
 }
 
+/* The store failed under an audit method: say how (corrupt, disk full,
+ * read-only...), not only that it did. */
+static int audit_store_fail(int r, char *errmsg, size_t errlen)
+{
+        return fail(errmsg, errlen, r, "the audit log cannot be read: %s", kms_store_strerror(r));
+}
+
 static int parse_export_audit(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
 {
         DBusMessageIter it;
@@ -70,7 +77,7 @@ static int export_one(const struct kms_audit_row *row, void *userdata)
 {
         struct export_ctx *c = userdata;
         struct kms_request *req = c->req;
-        DBusMessageIter dict;
+        DBusMessageIter dict = DBUS_MESSAGE_ITER_INIT_CLOSED;
         /* Checkpoints are always shown: they carry the signatures. */
         bool hide = strcmp(row->kind, "checkpoint") != 0 &&
                     ((req->until_ms && row->time_ms > req->until_ms) || (req->name[0] && strcmp(row->key, req->name) != 0));
@@ -100,6 +107,7 @@ static int export_one(const struct kms_audit_row *row, void *userdata)
                      (row->sig_len == 0 || kms_dict_add_hex(&dict, "signature", row->sig, row->sig_len));
         }
         if (!ok || !dbus_message_iter_close_container(c->arr, &dict)) {
+                dbus_message_iter_abandon_container_if_open(c->arr, &dict);
                 c->oom = true;
                 return -ENOMEM;
         }
@@ -112,14 +120,14 @@ static int run_export_audit(struct kms_worker *w, struct kms_request *req, DBusM
         uint32_t limit = req->limit ? req->limit : KMS_AUDIT_PAGE_DEFAULT;
         uint64_t from = req->from_seq, to = req->to_seq, head = 0, next = 0;
         uint8_t hash[32];
-        DBusMessageIter it, arr;
+        DBusMessageIter it, arr = DBUS_MESSAGE_ITER_INIT_CLOSED;
         struct export_ctx c = { .req = req, .arr = &arr };
         dbus_uint64_t n64;
         int r;
 
         r = kms_store_audit_head(w->store, &head, hash);
         if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
+                return audit_store_fail(r, errmsg, errlen);
         if (to == 0 || to > head)
                 to = head;
         if (req->last)
@@ -127,30 +135,46 @@ static int run_export_audit(struct kms_worker *w, struct kms_request *req, DBusM
         else if (from == 0 && req->since_ms) {
                 r = kms_store_audit_seq_since(w->store, req->since_ms, &from);
                 if (r < 0)
-                        return kms_api_store_fail(r, req, errmsg, errlen);
+                        return audit_store_fail(r, errmsg, errlen);
                 if (from == 0)
                         from = to + 1; /* nothing that recent */
         }
         if (from == 0)
                 from = 1;
         r = kms_reply_new(req, ret, &it);
-        if (r < 0 || !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
-                return -ENOMEM;
+        if (r < 0)
+                return r;
+        if (!dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr)) {
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+                goto fail;
+        }
         if (from <= to && to > 0) {
                 r = kms_store_audit_read(w->store, from, to, limit, export_one, &c);
                 if (c.oom)
-                        return -ENOMEM;
+                        r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+                else if (r < 0)
+                        r = audit_store_fail(r, errmsg, errlen);
                 if (r < 0)
-                        return kms_api_store_fail(r, req, errmsg, errlen);
+                        goto fail;
         }
         if (c.n == limit && c.last_seq < to)
                 next = c.last_seq + 1;
         n64 = next;
-        if (!dbus_message_iter_close_container(&it, &arr) || !dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT64, &n64))
-                return -ENOMEM;
+        if (!dbus_message_iter_close_container(&it, &arr) || !dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT64, &n64)) {
+                r = fail(errmsg, errlen, -ENOMEM, "out of memory");
+                goto fail;
+        }
         snprintf(req->audit_details, sizeof(req->audit_details), "seq %llu..%llu, %zu record(s)",
                  (unsigned long long)from, (unsigned long long)(c.n ? c.last_seq : from), c.n);
         return 0;
+fail:
+        /* An open container holds the signature libdbus allocated for it,
+         * which unreffing the message does not free: abandon it first.
+         * The half-built reply is freed here, not left to the caller. */
+        dbus_message_iter_abandon_container_if_open(&it, &arr);
+        dbus_message_unref(*ret);
+        *ret = NULL;
+        return r;
 }
 
 static int run_audit_checkpoint(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
@@ -173,12 +197,12 @@ static int run_get_audit_keys(struct kms_worker *w, struct kms_request *req, DBu
                               size_t errlen)
 {
         struct kms_audit_key *keys = NULL;
-        DBusMessageIter it, arr;
+        DBusMessageIter it, arr = DBUS_MESSAGE_ITER_INIT_CLOSED;
         size_t n = 0;
         int r = kms_store_audit_keys(w->store, &keys, &n);
 
         if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
+                return audit_store_fail(r, errmsg, errlen);
         r = kms_reply_new(req, ret, &it);
         if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "ay", &arr))
                 r = -ENOMEM;
@@ -188,6 +212,13 @@ static int run_get_audit_keys(struct kms_worker *w, struct kms_request *req, DBu
         if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
                 r = -ENOMEM;
         free(keys);
+        if (r < 0 && *ret) {
+                /* As in run_export_audit: abandon, then free the reply. */
+                dbus_message_iter_abandon_container_if_open(&it, &arr);
+                dbus_message_unref(*ret);
+                *ret = NULL;
+                return fail(errmsg, errlen, r, "out of memory");
+        }
         return r;
 }
 

@@ -110,9 +110,12 @@ expect_fail 4 "NotFound" kmsctl derive chat/nobody-has-this --peer bob.pub.pem -
 flip bob.spki -1 bad-point.der
 expect_fail 2 "not a public key" kmsctl derive chat/alice --peer bad-point.der --out no9.bin
 ERR=org.kmsd.KeyManager1.Error
-expect_fail 1 "$ERR.InvalidArgument" kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bad-point.der)\"" '{}'
-expect_fail 1 "$ERR.InvalidArgument" kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bob.spki)00\"" '{}'
-expect_fail 1 "$ERR.InvalidArgument" kms_call Derive 'saya{sv}' '"chat/alice"' '"3000"' '{}'
+expect_fail 1 "$ERR.InvalidArgument: the peer key's point is not on the curve P-256" \
+        kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bad-point.der)\"" '{}'
+expect_fail 1 "$ERR.InvalidArgument: the peer key is not one DER SubjectPublicKeyInfo" \
+        kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bob.spki)00\"" '{}'
+expect_fail 1 "$ERR.InvalidArgument: the peer key is not one DER SubjectPublicKeyInfo" \
+        kms_call Derive 'saya{sv}' '"chat/alice"' '"3000"' '{}'
 expect_fail 1 "$ERR.InvalidArgument" kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bob.spki)\"" \
         '{"length": ["u", 0]}'
 expect_fail 1 "$ERR.InvalidArgument" kms_call Derive 'saya{sv}' '"chat/alice"' "\"$(hex <bob.spki)\"" \
