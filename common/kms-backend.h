@@ -45,10 +45,12 @@ struct kms_backend_ops {
         int (*worker_open)(struct kms_backend *b, struct kms_backend_worker **ret);
         void (*worker_close)(struct kms_backend_worker *w);
 
-        /* Generate a non-extractable key pair labelled label. Writes the
-         * backend reference (CKA_ID) to ret_id and returns the public key
-         * as SubjectPublicKeyInfo DER in *ret_spki (caller frees). On
-         * failure nothing is left in the device. */
+        /* Generate a non-extractable key pair labelled label. id is in
+         * and out: the backend reference (CKA_ID) to give the key, chosen
+         * by the caller (so that it can record it before the key exists),
+         * or all zero for a random one, which is written back. Returns the
+         * public key as SubjectPublicKeyInfo DER in *ret_spki (caller
+         * frees). On failure nothing is left in the device. */
         int (*generate)(struct kms_backend_worker *w, enum kms_algorithm alg, unsigned usages, const char *label,
                         uint8_t ret_id[KMS_KEY_ID_BYTES], uint8_t **ret_spki, size_t *ret_spki_len);
 

@@ -20,6 +20,7 @@
 #define AUDIT_CANONICAL_MAX 4096
 #define AUDIT_MAX_QUEUED 16384u /* about 21 MiB of rows at most */
 #define AUDIT_LABEL "kmsd-audit#"
+#define AUDIT_PENDING_BATCH 256u /* records of changes chained per batch */
 
 struct audit_waiter {
         bool done;
@@ -30,6 +31,7 @@ struct audit_waiter {
 struct audit_entry {
         struct audit_entry *next;
         bool checkpoint; /* a checkpoint requested by a caller */
+        bool release;    /* no row: its records are in audit_pending already */
         struct kms_audit_row row;
         struct audit_waiter *waiter; /* NULL: nobody waits */
         DBusMessage *request;        /* a bus request answered once its record is written ... */
@@ -43,7 +45,8 @@ static void answer(struct kms_daemon *d, struct audit_entry *e, bool written)
         DBusMessage *out = e->reply;
 
         e->reply = NULL;
-        if (!written && !d->audit.failure_open) {
+        /* A change's records were committed with it: its reply stands. */
+        if (!written && !d->audit.failure_open && !e->release) {
                 if (out)
                         dbus_message_unref(out);
                 out = dbus_message_get_no_reply(e->request)
@@ -276,8 +279,10 @@ static void *writer_main(void *arg)
 {
         struct kms_daemon *d = arg;
         struct kms_audit *a = &d->audit;
-        struct kms_audit_row *rows = NULL;
-        size_t cap = 0;
+        struct kms_audit_row *rows = NULL, *pending = calloc(AUDIT_PENDING_BATCH, sizeof(*pending));
+        size_t cap = 0, n_pending = 0;
+        int64_t pending_upto = 0;
+        bool more_pending = true; /* records a crash left in audit_pending */
 
         pthread_mutex_lock(&a->lock);
         for (;;) {
@@ -288,7 +293,7 @@ static void *writer_main(void *arg)
                 bool timed, stopping;
                 int r;
 
-                while (!a->head && !a->stopping) {
+                while (!a->head && !a->stopping && !more_pending) {
                         struct timespec until;
 
                         /* Wake up for the time-based checkpoint. */
@@ -305,9 +310,18 @@ static void *writer_main(void *arg)
                 a->queued = 0;
                 pthread_mutex_unlock(&a->lock);
 
-                want = 1; /* a checkpoint may be added */
+                /* The records committed with changes come first. */
+                n_pending = 0;
+                pending_upto = 0;
+                if (!pending ||
+                    kms_store_audit_pending_read(a->store, pending, AUDIT_PENDING_BATCH, &n_pending, &pending_upto) < 0) {
+                        n_pending = 0;
+                        pending_upto = 0;
+                        log_warning("audit: cannot read the records committed with changes; next batch retries");
+                }
+                want = 1 + n_pending; /* a checkpoint may be added */
                 for (struct audit_entry *e = batch; e; e = e->next)
-                        want += 1 + e->checkpoint;
+                        want += !e->release + e->checkpoint;
                 if (want > cap) {
                         struct kms_audit_row *grown = realloc(rows, want * sizeof(*rows));
                         if (grown) {
@@ -320,7 +334,15 @@ static void *writer_main(void *arg)
                 since0 = a->since_checkpoint;
                 last_cp0 = a->last_checkpoint_ms;
                 r = want <= cap ? 0 : -ENOMEM;
+                for (size_t i = 0; i < n_pending && r >= 0; i++) {
+                        rows[n] = pending[i];
+                        chain(a, &rows[n]);
+                        a->since_checkpoint++;
+                        n++;
+                }
                 for (struct audit_entry *e = batch; e && r >= 0; e = e->next) {
+                        if (e->release)
+                                continue;
                         if (e->checkpoint) {
                                 /* Asked for: without a signature it failed. */
                                 r = make_checkpoint(a, &rows[n]);
@@ -349,7 +371,9 @@ static void *writer_main(void *arg)
                                 r = rc;
                 }
                 if (r >= 0 && n > 0)
-                        r = kms_store_audit_append(a->store, rows, n);
+                        r = kms_store_audit_append(a->store, rows, n, pending_upto);
+                /* A full batch of them: there may be more (after a crash). */
+                more_pending = r >= 0 && n_pending == AUDIT_PENDING_BATCH;
                 if (r < 0) {
                         /* Nothing of the batch is written: the chain goes on
                          * from where it was. */
@@ -358,7 +382,7 @@ static void *writer_main(void *arg)
                         a->since_checkpoint = since0;
                         a->last_checkpoint_ms = last_cp0;
                         if (!a->failing || a->last_error != r)
-                                log_error("AUDIT FAILURE: %zu record(s) could not be written: %s; %s", n, strerror(-r),
+                                log_error("AUDIT FAILURE: %zu record(s) could not be written: %s; %s", n, kms_store_strerror(r),
                                           a->failure_open ? "going on without them (failure = open)"
                                                           : "refusing requests until records can be written "
                                                             "(failure = closed)");
@@ -387,11 +411,12 @@ static void *writer_main(void *arg)
                         batch = next;
                 }
                 pthread_cond_broadcast(&a->done);
-                if (stopping && !a->head)
+                if (stopping && !a->head && !more_pending)
                         break;
         }
         pthread_mutex_unlock(&a->lock);
         free(rows);
+        free(pending);
         return NULL;
 }
 
@@ -421,7 +446,7 @@ int kms_audit_start(struct kms_daemon *d, char *errbuf, size_t errlen)
         if (r < 0) {
                 kms_store_close(a->store);
                 a->store = NULL;
-                snprintf(errbuf, errlen, "cannot open the audit log in %s: %s", d->db_path, strerror(-r));
+                snprintf(errbuf, errlen, "cannot open the audit log in %s: %s", d->db_path, kms_store_strerror(r));
                 return r;
         }
         a->last_checkpoint_ms = kms_now_unix_ms();
@@ -524,7 +549,9 @@ static int enqueue(struct kms_daemon *d, struct audit_entry *e, bool wait)
         int r = 0;
 
         pthread_mutex_lock(&a->lock);
-        if (!a->started || a->stopping || a->queued >= AUDIT_MAX_QUEUED) {
+        /* Releases carry no row and keep their place in the reply order, so
+         * the cap does not apply to them (one per change at most). */
+        if (!a->started || a->stopping || (a->queued >= AUDIT_MAX_QUEUED && !e->release)) {
                 bool full = a->started && a->queued >= AUDIT_MAX_QUEUED;
 
                 pthread_mutex_unlock(&a->lock);
@@ -555,14 +582,9 @@ static int enqueue(struct kms_daemon *d, struct audit_entry *e, bool wait)
         return r < 0 ? KMS_E_AUDIT : 0;
 }
 
-static struct audit_entry *new_entry(const struct kms_audit_event *ev)
+void kms_audit_row_from_event(const struct kms_audit_event *ev, struct kms_audit_row *row)
 {
-        struct audit_entry *e = calloc(1, sizeof(*e));
-        struct kms_audit_row *row;
-
-        if (!e)
-                return NULL;
-        row = &e->row;
+        memset(row, 0, sizeof(*row));
         row->time_ms = (int64_t)kms_now_unix_ms();
         snprintf(row->kind, sizeof(row->kind), "%s", ev->kind ? ev->kind : "request");
         row->uid = (uint32_t)ev->uid;
@@ -581,6 +603,14 @@ static struct audit_entry *new_entry(const struct kms_audit_event *ev)
         kms_utf8_sanitize(row->key);
         kms_utf8_sanitize(row->result);
         kms_utf8_sanitize(row->details);
+}
+
+static struct audit_entry *new_entry(const struct kms_audit_event *ev)
+{
+        struct audit_entry *e = calloc(1, sizeof(*e));
+
+        if (e)
+                kms_audit_row_from_event(ev, &e->row);
         return e;
 }
 
@@ -615,6 +645,30 @@ void kms_audit_log_reply(struct kms_daemon *d, const struct kms_audit_event *ev,
         }
         e->request = dbus_message_ref(request);
         e->reply = reply;
+        (void)enqueue(d, e, false);
+}
+
+void kms_audit_release(struct kms_daemon *d, DBusMessage *request, DBusMessage *reply)
+{
+        struct audit_entry *e = calloc(1, sizeof(*e));
+
+        if (!e) {
+                struct audit_entry tmp = { .release = true, .reply = reply };
+
+                /* Out of memory: answer now (the records are safe in
+                 * audit_pending and are chained with the next batch). */
+                if (request) {
+                        tmp.request = dbus_message_ref(request);
+                        answer(d, &tmp, true);
+                } else if (reply)
+                        dbus_message_unref(reply);
+                return;
+        }
+        e->release = true;
+        e->request = request ? dbus_message_ref(request) : NULL;
+        e->reply = request ? reply : NULL;
+        if (!request && reply)
+                dbus_message_unref(reply);
         (void)enqueue(d, e, false);
 }
 

@@ -89,6 +89,14 @@ int kms_audit_log(struct kms_daemon *d, const struct kms_audit_event *ev, bool w
  * writer answers. */
 void kms_audit_log_reply(struct kms_daemon *d, const struct kms_audit_event *ev, DBusMessage *request,
                          DBusMessage *reply);
+/* For a request whose records were committed with its change (in
+ * audit_pending, kms_store_audit_pending_add()): the writer chains them
+ * with its next batch and then sends reply (taken; NULL if none), in
+ * order with the other replies. request NULL: only wake the writer. */
+void kms_audit_release(struct kms_daemon *d, DBusMessage *request, DBusMessage *reply);
+/* The row of ev as the writer would store it, before seq, prev and hash
+ * (time now; strings cut to their columns and made valid UTF-8). */
+void kms_audit_row_from_event(const struct kms_audit_event *ev, struct kms_audit_row *row);
 /* Write a signed checkpoint now; its seq in *ret_seq. */
 int kms_audit_checkpoint(struct kms_daemon *d, uint64_t *ret_seq);
 /* True while records cannot be written and failure = closed: new requests

@@ -30,11 +30,19 @@
 #define KMS_MAX_KEYS_PER_OWNER 1000u                 /* live keys of one non-root owner */
 #define KMS_MAX_KEY_NAMES_PER_OWNER 10000u           /* keys including tombstones, per owner */
 #define KMS_PENDING_SHARE_PER_CALLER 4u              /* one non-root uid may fill 1/4 of max_pending */
+#define KMS_MAX_PENDING_BYTES_PER_UID (32u * 1024u * 1024u) /* payload bytes queued for one non-root uid */
 #define KMS_ERRMSG_MAX 512u
 
 struct kms_daemon;
 struct kms_worker;
 struct kms_method;
+struct kms_refusals;
+
+/* Per-key locks (keylock.c). */
+#define KMS_KEY_LOCK_STRIPES 256u
+struct kms_key_locks {
+        pthread_rwlock_t stripes[KMS_KEY_LOCK_STRIPES];
+};
 
 /* One parsed, validated request: built on the bus thread, run and freed
  * by a worker. Byte arrays point into msg, which the request holds a
@@ -72,11 +80,21 @@ struct kms_request {
         bool no_replace;
         uint32_t expected_primary; /* internal rotation requests */
         int backend; /* CreateKey: index in daemon->backends (option "backend") */
+        /* The key lock this request holds (a stripe, if key_locked),
+         * released once its reply is queued (keylock.c). */
+        bool key_locked, key_lock_exclusive;
+        unsigned key_lock;
+        /* Its records went into the store with its change (audit_pending):
+         * the pool only releases the reply (kms_audit_release). */
+        bool audit_committed;
         /* For the audit record: set by the worker where it knows better
          * than the defaults (kind "request", version 0, no details). */
         const char *audit_kind;
         uint32_t audit_version;
         char audit_details[160];
+        /* A denial's log line (access.c); the bus thread writes it unless
+         * the caller's refusals are being rate-limited (refusal.c). */
+        char refusal_log[KMS_ERRMSG_MAX];
         char backend_name[16];
 
         /* The policy the bus thread decided under (a reference); workers
@@ -114,10 +132,28 @@ struct kms_worker {
         unsigned index;
 };
 
+/* The queued requests of one caller (one uid; kmsd's own internal
+ * requests are a caller of their own). */
+struct kms_pool_queue {
+        uid_t uid;
+        bool internal;
+        struct kms_request *head, *tail;
+        unsigned queued;
+        size_t bytes;
+        struct kms_pool_queue *hash_next; /* bucket chain */
+        struct kms_pool_queue *ring_next; /* callers with requests, served in turn */
+};
+
+#define KMS_POOL_BUCKETS 64u
+
 struct kms_pool {
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        struct kms_request *head, *tail;
+        /* Fair queueing: one queue per caller, and a ring of the callers
+         * that have requests; a worker takes the next request of the
+         * caller at the ring's head and moves that caller to the back. */
+        struct kms_pool_queue *buckets[KMS_POOL_BUCKETS];
+        struct kms_pool_queue *ring_head, *ring_tail;
         unsigned queued;
         size_t queued_bytes;
         bool stopping;
@@ -174,12 +210,17 @@ struct kms_daemon {
         atomic_bool stopping;
         atomic_uint generating; /* key generations running now */
         void *callers; /* bus thread only: struct kms_caller_cache */
+        /* Bumped by every policy reload (any thread); the bus thread drops
+         * its caller cache when it sees a new value. */
+        atomic_uint caller_generation;
+        struct kms_refusals *refusals; /* bus thread only: refusal.c */
         struct kms_store *bus_store; /* bus thread only: key owners */
         pthread_mutex_t policy_lock; /* guards the pointer policy */
         struct kms_policy *policy;
         struct kms_sessions sessions;
         struct kms_audit audit;
         struct kms_registry registry; /* filled before the bus opens, read-only after */
+        struct kms_key_locks key_locks;
 };
 
 /* The index in d->backends of the backend named name ("pkcs11", "tpm"),
@@ -224,13 +265,32 @@ unsigned kms_pool_pending(struct kms_pool *p);
 int kms_pool_submit_internal(struct kms_daemon *d, const char *member, const char *name, uint32_t expected_primary);
 void kms_request_free(struct kms_request *req);
 
+/* keylock.c: a request takes its key's lock, shared to use a version or
+ * exclusive to change the key; the pool releases it after the reply is
+ * queued. -EDEADLK if req holds another stripe already. */
+void kms_key_locks_init(struct kms_key_locks *l);
+void kms_key_locks_free(struct kms_key_locks *l);
+int kms_key_lock(struct kms_daemon *d, struct kms_request *req, const char *name, bool exclusive);
+void kms_key_unlock(struct kms_daemon *d, struct kms_request *req);
+
+/* The audit event of req finished with r (errmsg its sentence): kind,
+ * caller, operation, key, version and details as the record shows them;
+ * details is the buffer the event points into. */
+void kms_request_audit_event(const struct kms_request *req, int r, const char *errmsg, struct kms_audit_event *ret,
+                             char *details, size_t len);
+
 /* usage.c */
 void kms_usage_init(struct kms_usage_counter *u);
-/* Count one use; stored_uses seeds a new entry with the store's count.
- * Returns the total. *ret_first_over is true exactly once per version,
- * when the total first reaches limit (0: no limit). */
-uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version, uint64_t stored_uses,
+/* Count one use of a version; a new entry starts from the count store
+ * has now. Returns the total. *ret_first_over is true exactly once per
+ * version (until kms_usage_limit_retry), when the total first reaches
+ * limit (0: no limit). */
+uint64_t kms_usage_add(struct kms_usage_counter *u, struct kms_store *store, int64_t key_id, uint32_t version,
                        bool *ret_first_over, uint64_t limit);
+/* The rotation for the limit could not be queued: report it again. */
+void kms_usage_limit_retry(struct kms_usage_counter *u, int64_t key_id, uint32_t version);
+/* Uses counted in memory and not yet in the store. */
+uint64_t kms_usage_unflushed(struct kms_usage_counter *u, int64_t key_id, uint32_t version);
 /* Write the counts to store if force or a second has passed. */
 void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store, bool force);
 void kms_usage_free(struct kms_usage_counter *u);
@@ -251,6 +311,9 @@ void kms_generation_end(struct kms_daemon *d);
 int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_caller *ret);
 void kms_caller_forget(struct kms_daemon *d, const char *unique_name);
 void kms_caller_cache_free(struct kms_daemon *d);
+/* Make the bus thread fetch every caller's identity and groups again
+ * before its next decision; safe from any thread (a policy reload). */
+void kms_caller_invalidate(struct kms_daemon *d);
 
 /* bus.c */
 int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen);

@@ -3,6 +3,7 @@
  * and wires the core's parts to each other. The work happens in bus.c
  * (bus thread), pool.c (workers) and api/ (the handlers);
  * docs/architecture.md has the map. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,16 +52,39 @@ static void harden(void)
         umask(0077);
 }
 
-static int make_state_dir(const char *dir)
+/* state_dir holds the database (keys' metadata, the audit log): kmsd's
+ * alone. Made 0700 if missing; an existing one must belong to kmsd's uid
+ * and be closed to group and others, else kmsd does not start (errbuf
+ * says why and how to fix it). */
+static int make_state_dir(const char *dir, char *errbuf, size_t errlen)
 {
         struct stat st;
+        int fd, r;
 
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        if (stat(dir, &st) < 0)
-                return -errno;
-        if (!S_ISDIR(st.st_mode))
-                return -ENOTDIR;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                snprintf(errbuf, errlen, "cannot create state_dir %s: %s", dir, strerror(-r));
+                return r;
+        }
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(errbuf, errlen, "cannot use state_dir %s: %s", dir, strerror(-r));
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        close(fd);
+        if (st.st_uid != getuid()) {
+                snprintf(errbuf, errlen, "state_dir %s is owned by uid %u, not by kmsd's uid %u (chown it)", dir,
+                         (unsigned)st.st_uid, (unsigned)getuid());
+                return -EPERM;
+        }
+        if ((st.st_mode & 0777) != 0700) {
+                snprintf(errbuf, errlen, "state_dir %s has mode %04o; it must be 0700 (chmod 700 %s)", dir,
+                         (unsigned)(st.st_mode & 07777), dir);
+                return -EPERM;
+        }
         return 0;
 }
 
@@ -165,8 +189,16 @@ int main(int argc, char **argv)
         }
         if (!d->cfg.pin_file) {
                 const char *creds = secure_getenv("CREDENTIALS_DIRECTORY");
-                if (creds && asprintf(&cred_pin, "%s/pin", creds) > 0)
-                        d->cfg.pin_file = strdup(cred_pin);
+                /* asprintf() leaves the pointer undefined on failure. */
+                if (creds && asprintf(&cred_pin, "%s/pin", creds) < 0) {
+                        cred_pin = NULL;
+                        fprintf(stderr, "kmsd: out of memory\n");
+                        goto out;
+                }
+                if (cred_pin && !(d->cfg.pin_file = strdup(cred_pin))) {
+                        fprintf(stderr, "kmsd: out of memory\n");
+                        goto out;
+                }
         }
         if (check_only) {
                 /* The policy files too: a broken one would stop kmsd. */
@@ -235,15 +267,16 @@ int main(int argc, char **argv)
         pthread_mutex_init(&d->watch_lock, NULL);
         kms_usage_init(&d->usage);
         kms_key_cache_init(&d->key_cache);
+        kms_key_locks_init(&d->key_locks);
         d->started_ms = kms_now_mono_ms();
         if (!dbus_threads_init_default()) {
                 log_error("cannot initialize libdbus threads");
                 goto out;
         }
 
-        r = make_state_dir(d->cfg.state_dir);
+        r = make_state_dir(d->cfg.state_dir, err, sizeof(err));
         if (r < 0) {
-                log_error("cannot use state_dir %s: %s", d->cfg.state_dir, strerror(-r));
+                log_error("%s", err);
                 goto out;
         }
         if (asprintf(&d->db_path, "%s/%s", d->cfg.state_dir, KMS_STORE_FILE) < 0) {
@@ -255,16 +288,22 @@ int main(int argc, char **argv)
                 struct kms_store *s = NULL;
                 r = kms_store_open(d->db_path, &s);
                 if (r < 0) {
-                        log_error("cannot open the database %s: %s%s", d->db_path, strerror(-r),
-                                  r == -EPROTO ? " (it was written by a newer kmsd)" : "");
+                        log_error("cannot open the database %s: %s", d->db_path, kms_store_strerror(r));
                         goto out;
                 }
+                /* A table that cannot be read would make reconciliation
+                 * and every key operation fail: refuse to start instead. */
+                r = kms_store_check(s, err, sizeof(err));
                 kms_store_close(s);
+                if (r < 0) {
+                        log_error("refusing to start: %s: %s", d->db_path, err);
+                        goto out;
+                }
         }
         /* The bus thread's own connection, for key owners (access.c). */
         r = kms_store_open(d->db_path, &d->bus_store);
         if (r < 0) {
-                log_error("cannot open the database %s: %s", d->db_path, strerror(-r));
+                log_error("cannot open the database %s: %s", d->db_path, kms_store_strerror(r));
                 goto out;
         }
         /* The audit log, before anything worth recording can happen. */
@@ -381,6 +420,7 @@ out:
                 kms_access_free(d);
         kms_usage_free(&d->usage);
         kms_key_cache_free(&d->key_cache);
+        kms_key_locks_free(&d->key_locks);
         free(d->db_path);
         kms_config_free(&d->cfg);
         free(tpm_cred);

@@ -14,6 +14,8 @@ void kms_request_free(struct kms_request *req)
 {
         if (!req)
                 return;
+        if (req->key_locked)
+                log_error("request %s freed with its key lock held", req->method ? req->method->member : "?");
         if (req->msg)
                 dbus_message_unref(req->msg);
         kms_policy_unref(req->policy);
@@ -37,22 +39,16 @@ static const char *audit_kind(const struct kms_request *req, int r)
         }
 }
 
-/* The record of a finished request; the audit writer sends the reply
- * once the record is written (with failure = closed, AuditFailure if it
- * cannot be). Internal requests have no reply. */
-static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req, DBusMessage *reply, int r,
-                            const char *errmsg)
+void kms_request_audit_event(const struct kms_request *req, int r, const char *errmsg, struct kms_audit_event *ret,
+                             char *details, size_t len)
 {
-        char details[KMS_ERRMSG_MAX + 64];
-        struct kms_audit_event ev;
-
         /* Session calls name their session (an id is not a secret). */
         if (req->session_id[0])
-                snprintf(details, sizeof(details), "session=%s%s%s", req->session_id,
-                         r < 0 || req->audit_details[0] ? "; " : "", r < 0 ? errmsg : req->audit_details);
+                snprintf(details, len, "session=%s%s%s", req->session_id, r < 0 || req->audit_details[0] ? "; " : "",
+                         r < 0 ? errmsg : req->audit_details);
         else
-                snprintf(details, sizeof(details), "%s", r < 0 ? errmsg : req->audit_details);
-        ev = (struct kms_audit_event){
+                snprintf(details, len, "%s", r < 0 ? errmsg : req->audit_details);
+        *ret = (struct kms_audit_event){
                 .kind = audit_kind(req, r),
                 .uid = req->caller.uid,
                 .pid = req->caller.pid,
@@ -63,10 +59,26 @@ static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req,
                 .result = kms_audit_result_name(r),
                 .details = details,
         };
+}
+
+/* The record of a finished request; the audit writer sends the reply
+ * once the record is written (with failure = closed, AuditFailure if it
+ * cannot be). Internal requests have no reply. A request whose records
+ * were committed with its change has its reply released instead. */
+static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req, DBusMessage *reply, int r,
+                            const char *errmsg)
+{
+        char details[KMS_ERRMSG_MAX + 64];
+        struct kms_audit_event ev;
+
+        kms_request_audit_event(req, r, errmsg, &ev, details, sizeof(details));
         if (!req->msg) {
                 if (reply)
                         dbus_message_unref(reply);
-                (void)kms_audit_log(d, &ev, false);
+                if (req->audit_committed)
+                        kms_audit_release(d, NULL, NULL);
+                else
+                        (void)kms_audit_log(d, &ev, false);
                 return;
         }
         if (dbus_message_get_no_reply(req->msg)) {
@@ -82,7 +94,10 @@ static void audit_and_reply(struct kms_daemon *d, const struct kms_request *req,
                 if (!reply)
                         log_error("out of memory building an error reply");
         }
-        kms_audit_log_reply(d, &ev, req->msg, reply);
+        if (req->audit_committed)
+                kms_audit_release(d, req->msg, reply);
+        else
+                kms_audit_log_reply(d, &ev, req->msg, reply);
 }
 
 static void run_request(struct kms_worker *w, struct kms_request *req)
@@ -113,6 +128,75 @@ static void run_request(struct kms_worker *w, struct kms_request *req)
                 log_debug("%s from uid %u pid %d on '%s' ok", req->method->member, (unsigned)req->caller.uid,
                           (int)req->caller.pid, req->name);
         audit_and_reply(w->daemon, req, reply, r, errmsg);
+        /* Only now that its reply is queued behind every earlier one. */
+        kms_key_unlock(w->daemon, req);
+}
+
+/* The queue of req's caller; created (zeroed, linked into its bucket)
+ * with create. Under p->lock. */
+static struct kms_pool_queue *queue_of(struct kms_pool *p, const struct kms_request *req, bool create)
+{
+        bool internal = !req->msg;
+        uid_t uid = req->caller.uid;
+        unsigned b = internal ? 0 : (unsigned)(uid % KMS_POOL_BUCKETS);
+        struct kms_pool_queue *q;
+
+        for (q = p->buckets[b]; q; q = q->hash_next)
+                if (q->internal == internal && q->uid == uid)
+                        return q;
+        if (!create || !(q = calloc(1, sizeof(*q))))
+                return NULL;
+        q->uid = uid;
+        q->internal = internal;
+        q->hash_next = p->buckets[b];
+        p->buckets[b] = q;
+        return q;
+}
+
+static void queue_drop(struct kms_pool *p, struct kms_pool_queue *q)
+{
+        unsigned b = q->internal ? 0 : (unsigned)(q->uid % KMS_POOL_BUCKETS);
+
+        for (struct kms_pool_queue **pp = &p->buckets[b]; *pp; pp = &(*pp)->hash_next)
+                if (*pp == q) {
+                        *pp = q->hash_next;
+                        break;
+                }
+        free(q);
+}
+
+/* The next request, round-robin over the callers that have some. Under
+ * p->lock; NULL if none. */
+static struct kms_request *next_request(struct kms_pool *p)
+{
+        struct kms_pool_queue *q = p->ring_head;
+        struct kms_request *req;
+
+        if (!q)
+                return NULL;
+        req = q->head;
+        q->head = req->next;
+        if (!q->head)
+                q->tail = NULL;
+        q->queued--;
+        q->bytes -= req->payload_bytes;
+        p->queued--;
+        p->queued_bytes -= req->payload_bytes;
+        /* This caller goes to the back of the ring, or leaves it. */
+        p->ring_head = q->ring_next;
+        if (!p->ring_head)
+                p->ring_tail = NULL;
+        q->ring_next = NULL;
+        if (q->head) {
+                if (p->ring_tail)
+                        p->ring_tail->ring_next = q;
+                else
+                        p->ring_head = q;
+                p->ring_tail = q;
+        } else
+                queue_drop(p, q);
+        req->next = NULL;
+        return req;
 }
 
 static void *worker_main(void *arg)
@@ -124,7 +208,7 @@ static void *worker_main(void *arg)
                 struct kms_request *req;
 
                 pthread_mutex_lock(&p->lock);
-                while (!p->head && !p->stopping) {
+                while (!p->ring_head && !p->stopping) {
                         /* Wake once a second while idle, so use counts reach
                          * the store within a flush interval even when no
                          * request follows. */
@@ -138,18 +222,10 @@ static void *worker_main(void *arg)
                                 pthread_mutex_lock(&p->lock);
                         }
                 }
-                req = p->head;
-                if (!req) {
-                        /* stopping and drained */
-                        pthread_mutex_unlock(&p->lock);
-                        break;
-                }
-                p->head = req->next;
-                if (!p->head)
-                        p->tail = NULL;
-                p->queued--;
-                p->queued_bytes -= req->payload_bytes;
+                req = next_request(p);
                 pthread_mutex_unlock(&p->lock);
+                if (!req)
+                        break; /* stopping and drained */
 
                 run_request(w, req);
                 kms_request_free(req);
@@ -196,7 +272,7 @@ int kms_pool_start(struct kms_daemon *d, unsigned n_workers, kms_pool_change_fn 
                 }
                 r = kms_store_open(d->db_path, &w->store);
                 if (r < 0) {
-                        log_error("cannot open the database %s for worker %u: %s", d->db_path, i, strerror(-r));
+                        log_error("cannot open the database %s for worker %u: %s", d->db_path, i, kms_store_strerror(r));
                         goto fail;
                 }
                 p->n_workers++;
@@ -233,30 +309,41 @@ fail:
 
 int kms_pool_submit(struct kms_pool *p, struct kms_request *req, unsigned max_pending)
 {
+        struct kms_pool_queue *q;
         int r = 0;
 
         pthread_mutex_lock(&p->lock);
+        q = queue_of(p, req, false);
         if (p->stopping)
                 r = -ESHUTDOWN;
         else if (p->queued >= max_pending || p->queued_bytes > KMS_MAX_PENDING_BYTES - req->payload_bytes)
                 r = -EBUSY;
-        else if (req->caller.uid != 0 && req->msg) {
-                /* One caller may not crowd out the others. */
-                unsigned mine = 0, cap = max_pending / KMS_PENDING_SHARE_PER_CALLER;
+        else if (q && req->caller.uid != 0 && req->msg) {
+                /* One caller may not crowd out the others, in requests or
+                 * in bytes. */
+                unsigned cap = max_pending / KMS_PENDING_SHARE_PER_CALLER;
 
-                for (struct kms_request *q = p->head; q; q = q->next)
-                        if (q->caller.uid == req->caller.uid)
-                                mine++;
-                if (mine >= (cap ? cap : 1))
+                if (q->queued >= (cap ? cap : 1) || q->bytes > KMS_MAX_PENDING_BYTES_PER_UID - req->payload_bytes)
                         r = -EBUSY;
         }
+        if (r >= 0 && !q && !(q = queue_of(p, req, true)))
+                r = -ENOMEM;
         if (r >= 0) {
                 req->next = NULL;
-                if (p->tail)
-                        p->tail->next = req;
-                else
-                        p->head = req;
-                p->tail = req;
+                if (q->tail)
+                        q->tail->next = req;
+                else {
+                        q->head = req;
+                        /* A caller with no request queued joins the ring. */
+                        if (p->ring_tail)
+                                p->ring_tail->ring_next = q;
+                        else
+                                p->ring_head = q;
+                        p->ring_tail = q;
+                }
+                q->tail = req;
+                q->queued++;
+                q->bytes += req->payload_bytes;
                 p->queued++;
                 p->queued_bytes += req->payload_bytes;
                 pthread_cond_signal(&p->cond);

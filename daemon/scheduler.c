@@ -38,7 +38,7 @@ static int64_t scan(struct kms_daemon *d, struct kms_store *store, bool *ret_que
         *ret_queued = false;
         r = kms_store_key_list(store, false, &keys, &n);
         if (r < 0) {
-                log_warning("scheduler: cannot read the keys: %s", strerror(-r));
+                log_warning("scheduler: cannot read the keys: %s", kms_store_strerror(r));
                 return now + KMS_SCHEDULER_BACKOFF_S;
         }
         for (size_t i = 0; i < n; i++) {
@@ -51,6 +51,15 @@ static int64_t scan(struct kms_daemon *d, struct kms_store *store, bool *ret_que
                                         *ret_queued = true;
                         } else if (k->destroy_at < next)
                                 next = k->destroy_at;
+                        continue;
+                }
+                /* A use limit reached whose rotation was not queued (or
+                 * failed): the scheduler queues it again. */
+                if (k->rotate_after_uses && k->state == KMS_KEY_ACTIVE &&
+                    k->primary_uses + kms_usage_unflushed(&d->usage, k->id, k->primary_version) >=
+                            k->rotate_after_uses) {
+                        if (kms_pool_submit_internal(d, "UsageRotate", k->name, k->primary_version) >= 0)
+                                *ret_queued = true;
                         continue;
                 }
                 if (k->rotate_every == 0 || k->state != KMS_KEY_ACTIVE || k->primary_created <= 0)

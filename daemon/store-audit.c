@@ -47,12 +47,22 @@ int kms_store_audit_head(struct kms_store *s, uint64_t *ret_seq, uint8_t ret_has
         return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : kms_store_sql_err(s, rc, "audit head");
 }
 
-int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n)
+int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n, int64_t pending_upto)
 {
         int r = kms_store_exec(s, "BEGIN IMMEDIATE");
 
         if (r < 0)
                 return r;
+        if (pending_upto > 0) {
+                sqlite3_stmt *st = kms_store_stmt(s, STMT_AUDIT_PENDING_DELETE);
+
+                if (!st)
+                        r = KMS_E_STORE;
+                else {
+                        sqlite3_bind_int64(st, 1, pending_upto);
+                        r = kms_store_step_done(s, st, "audit pending delete", NULL);
+                }
+        }
         for (size_t i = 0; i < n && r >= 0; i++) {
                 const struct kms_audit_row *a = &rows[i];
                 sqlite3_stmt *st = kms_store_stmt(s, STMT_AUDIT_INSERT);
@@ -86,6 +96,70 @@ int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows
         if (r < 0)
                 (void)kms_store_exec(s, "ROLLBACK");
         return r;
+}
+
+int kms_store_audit_pending_add(struct kms_store *s, const struct kms_audit_row *a)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_AUDIT_PENDING_ADD);
+        bool own;
+        int r;
+
+        if (!st)
+                return KMS_E_STORE;
+        r = kms_store_txn_begin(s, &own);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, a->time_ms);
+        sqlite3_bind_text(st, 2, a->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, a->uid);
+        sqlite3_bind_int64(st, 4, a->pid);
+        sqlite3_bind_text(st, 5, a->exe, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, a->operation, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, a->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, a->version);
+        sqlite3_bind_text(st, 9, a->result, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, a->details, -1, SQLITE_STATIC);
+        r = kms_store_step_done(s, st, "audit pending add", NULL);
+        return kms_store_txn_end(s, own, r);
+}
+
+int kms_store_audit_pending_read(struct kms_store *s, struct kms_audit_row *rows, size_t max, size_t *ret_n,
+                                 int64_t *ret_upto)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_AUDIT_PENDING_READ);
+        size_t n = 0;
+        int64_t upto = 0;
+        int rc = SQLITE_DONE;
+
+        *ret_n = 0;
+        *ret_upto = 0;
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct kms_audit_row *row = &rows[n++];
+
+                memset(row, 0, sizeof(*row));
+                upto = sqlite3_column_int64(st, 0);
+                row->time_ms = sqlite3_column_int64(st, 1);
+                kms_store_copy_text(row->kind, sizeof(row->kind), st, 2);
+                row->uid = (uint32_t)sqlite3_column_int64(st, 3);
+                row->pid = (int32_t)sqlite3_column_int64(st, 4);
+                kms_store_copy_text(row->exe, sizeof(row->exe), st, 5);
+                kms_store_copy_text(row->operation, sizeof(row->operation), st, 6);
+                kms_store_copy_text(row->key, sizeof(row->key), st, 7);
+                row->version = (uint32_t)sqlite3_column_int64(st, 8);
+                kms_store_copy_text(row->result, sizeof(row->result), st, 9);
+                kms_store_copy_text(row->details, sizeof(row->details), st, 10);
+        }
+        if (n < max && rc != SQLITE_DONE) {
+                sqlite3_reset(st);
+                return kms_store_sql_err(s, rc, "audit pending read");
+        }
+        sqlite3_reset(st);
+        *ret_n = n;
+        *ret_upto = upto;
+        return 0;
 }
 
 int kms_store_audit_read(struct kms_store *s, uint64_t from, uint64_t to, size_t limit,

@@ -17,6 +17,7 @@ enum stmt_id {
         STMT_KEY_COUNT,
         STMT_KEY_SET_STATE,
         STMT_VERSION_ADD_USES,
+        STMT_VERSION_USES,
         STMT_KEY_DESTROY,
         STMT_VERSIONS_DESTROY,
         STMT_KEY_SET_SETTINGS,
@@ -33,11 +34,18 @@ enum stmt_id {
         STMT_AUDIT_SINCE,
         STMT_AUDIT_KEYS,
         STMT_AUDIT_KEY_ADD,
+        STMT_AUDIT_PENDING_ADD,
+        STMT_AUDIT_PENDING_READ,
+        STMT_AUDIT_PENDING_DELETE,
+        STMT_JOURNAL_ADD,
+        STMT_JOURNAL_REMOVE,
+        STMT_JOURNAL_HAS,
+        STMT_JOURNAL_CLEAR,
         _STMT_MAX,
 };
 
 /* The columns of KEY_COLUMNS (store.c), read by read_key(). */
-#define KEY_NCOLUMNS 15
+#define KEY_NCOLUMNS 16
 
 struct kms_store {
         sqlite3 *db;
@@ -53,9 +61,12 @@ int kms_store_exec(struct kms_store *s, const char *sql);
 /* Run one prepared statement with the binds already made; the number of
  * rows it changed goes to *ret_changes if not NULL. */
 int kms_store_step_done(struct kms_store *s, sqlite3_stmt *st, const char *what, int *ret_changes);
-/* COMMIT a write that changes what a key may do, and tell the caches
- * (kms_store_generation()); ROLLBACK if the commit fails. */
-int kms_store_commit_change(struct kms_store *s);
+/* A write's own transaction when none is open (*ret_own true), or a part
+ * of the caller's (BEGIN IMMEDIATE ... kms_store_commit()). txn_end
+ * commits or rolls back what txn_begin opened, and returns r (or the
+ * commit's error); inside the caller's transaction it only returns r. */
+int kms_store_txn_begin(struct kms_store *s, bool *ret_own);
+int kms_store_txn_end(struct kms_store *s, bool own, int r);
 /* A text column into dst (cut to len), a blob column into dst (empty if
  * longer than cap). */
 void kms_store_copy_text(char *dst, size_t len, sqlite3_stmt *st, int col);

@@ -34,6 +34,7 @@ static int read_key(sqlite3_stmt *st, struct kms_key_record *k)
         k->rotate_after_uses = (uint64_t)sqlite3_column_int64(st, 12);
         k->keep_versions = (uint32_t)sqlite3_column_int64(st, 13);
         k->destroy_at = sqlite3_column_int64(st, 14);
+        k->primary_uses = (uint64_t)sqlite3_column_int64(st, 15);
         if (k->algorithm == KMS_ALG_INVALID || k->state == KMS_KEY_STATE_INVALID)
                 return KMS_E_STORE;
         return 0;
@@ -205,12 +206,13 @@ int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, 
 {
         sqlite3_stmt *st;
         int64_t id;
+        bool own;
         int rc, r;
 
         if (!key || !v1 || !v1->spki || kms_key_name_check(key->name, NULL) < 0 ||
             !kms_algorithm_to_string(key->algorithm))
                 return -EINVAL;
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0)
                 return r;
         if (lim) {
@@ -262,10 +264,9 @@ int kms_store_key_insert(struct kms_store *s, const struct kms_key_record *key, 
                         r = KMS_E_STORE;
                 goto fail;
         }
-        return kms_store_commit_change(s);
+        r = kms_store_journal_remove(s, v1->backend_id);
 fail:
-        (void)kms_store_exec(s, "ROLLBACK");
-        return r;
+        return kms_store_txn_end(s, own, r);
 }
 
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n)
@@ -348,41 +349,46 @@ int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64
         return 0;
 }
 
-/* One UPDATE by key name in its own transaction; -ENOENT if no key. */
-static int update_by_name(struct kms_store *s, sqlite3_stmt *st, const char *what)
+/* One UPDATE by key name (in its own transaction or the caller's): -ENOENT
+ * if no key has that name, KMS_E_STATE if the key is there but the
+ * UPDATE's condition on its state did not hold. */
+static int update_by_name(struct kms_store *s, sqlite3_stmt *st, const char *name, const char *what)
 {
         int changes = 0, r;
+        bool own;
 
         if (!st)
                 return KMS_E_STORE;
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0) {
                 sqlite3_reset(st);
                 return r;
         }
         r = kms_store_step_done(s, st, what, &changes);
-        if (r >= 0 && changes == 0)
-                r = -ENOENT;
-        if (r < 0) {
-                (void)kms_store_exec(s, "ROLLBACK");
-                return r;
+        if (r >= 0 && changes == 0) {
+                uid_t owner;
+
+                r = kms_store_key_owner(s, name, &owner);
+                r = r == -ENOENT ? -ENOENT : r < 0 ? r : KMS_E_STATE;
         }
-        return kms_store_commit_change(s);
+        return kms_store_txn_end(s, own, r);
 }
 
-int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state)
+int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state from,
+                            enum kms_key_state state)
 {
-        const char *st_name = kms_key_state_to_string(state);
+        const char *st_name = kms_key_state_to_string(state), *from_name = kms_key_state_to_string(from);
         sqlite3_stmt *st;
 
-        if (!st_name)
+        if (!st_name || !from_name)
                 return -EINVAL;
         st = kms_store_stmt(s, STMT_KEY_SET_STATE);
         if (st) {
                 sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
                 sqlite3_bind_text(st, 2, st_name, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, from_name, -1, SQLITE_STATIC);
         }
-        return update_by_name(s, st, "set state");
+        return update_by_name(s, st, name, "set state");
 }
 
 int kms_store_key_set_settings(struct kms_store *s, const char *name, uint64_t rotate_every,
@@ -396,7 +402,7 @@ int kms_store_key_set_settings(struct kms_store *s, const char *name, uint64_t r
                 sqlite3_bind_int64(st, 3, (sqlite3_int64)rotate_after_uses);
                 sqlite3_bind_int64(st, 4, keep_versions);
         }
-        return update_by_name(s, st, "set settings");
+        return update_by_name(s, st, name, "set settings");
 }
 
 int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t destroy_at)
@@ -407,57 +413,71 @@ int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t 
                 sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(st, 2, destroy_at);
         }
-        return update_by_name(s, st, "set destroy_at");
+        return update_by_name(s, st, name, "set destroy_at");
 }
 
 int kms_store_key_destroy(struct kms_store *s, const char *name)
 {
         sqlite3_stmt *st;
         int changes = 0, r;
+        bool own;
 
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0)
                 return r;
         st = kms_store_stmt(s, STMT_KEY_DESTROY);
         if (!st) {
                 r = KMS_E_STORE;
-                goto fail;
+                goto out;
         }
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         r = kms_store_step_done(s, st, "destroy key", &changes);
         if (r >= 0 && changes == 0)
                 r = -ENOENT;
         if (r < 0)
-                goto fail;
+                goto out;
         st = kms_store_stmt(s, STMT_VERSIONS_DESTROY);
         if (!st) {
                 r = KMS_E_STORE;
-                goto fail;
+                goto out;
         }
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         r = kms_store_step_done(s, st, "destroy versions", NULL);
-        if (r < 0)
-                goto fail;
-        return kms_store_commit_change(s);
-fail:
-        (void)kms_store_exec(s, "ROLLBACK");
-        return r;
+out:
+        return kms_store_txn_end(s, own, r);
 }
 
-int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_key_version_record *v)
+int kms_store_version_add(struct kms_store *s, int64_t key_id, uint32_t expected_primary,
+                          const struct kms_key_version_record *v)
 {
         sqlite3_stmt *st;
         int changes = 0, r;
+        bool own;
 
         if (!v || !v->spki || v->version == 0)
                 return -EINVAL;
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0)
                 return r;
+        /* The primary first: if the key moved on (revoked, destroyed,
+         * rotated by someone else) nothing is inserted. */
+        st = kms_store_stmt(s, STMT_KEY_SET_PRIMARY);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto out;
+        }
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, v->version);
+        sqlite3_bind_int64(st, 3, expected_primary);
+        r = kms_store_step_done(s, st, "set primary", &changes);
+        if (r >= 0 && changes == 0)
+                r = KMS_E_STATE;
+        if (r < 0)
+                goto out;
         st = kms_store_stmt(s, STMT_VERSION_INSERT);
         if (!st) {
                 r = KMS_E_STORE;
-                goto fail;
+                goto out;
         }
         sqlite3_bind_int64(st, 1, key_id);
         sqlite3_bind_int64(st, 2, v->version);
@@ -467,24 +487,10 @@ int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_
         sqlite3_bind_blob(st, 6, v->spki, (int)v->spki_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, 7, 0);
         r = kms_store_step_done(s, st, "version add", NULL);
-        if (r < 0)
-                goto fail;
-        st = kms_store_stmt(s, STMT_KEY_SET_PRIMARY);
-        if (!st) {
-                r = KMS_E_STORE;
-                goto fail;
-        }
-        sqlite3_bind_int64(st, 1, key_id);
-        sqlite3_bind_int64(st, 2, v->version);
-        r = kms_store_step_done(s, st, "set primary", &changes);
-        if (r >= 0 && changes == 0)
-                r = -ENOENT;
-        if (r < 0)
-                goto fail;
-        return kms_store_commit_change(s);
-fail:
-        (void)kms_store_exec(s, "ROLLBACK");
-        return r;
+        if (r >= 0)
+                r = kms_store_journal_remove(s, v->backend_id);
+out:
+        return kms_store_txn_end(s, own, r);
 }
 
 int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t version, int64_t at, const char *reason,
@@ -492,14 +498,15 @@ int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t versi
 {
         sqlite3_stmt *st;
         int changes = 0, r;
+        bool own;
 
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0)
                 return r;
         st = kms_store_stmt(s, STMT_VERSION_REVOKE);
         if (!st) {
                 r = KMS_E_STORE;
-                goto fail;
+                goto out;
         }
         sqlite3_bind_int64(st, 1, key_id);
         sqlite3_bind_int64(st, 2, version);
@@ -510,20 +517,16 @@ int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t versi
         if (r >= 0 && changes == 0)
                 r = -ENOENT;
         if (r < 0)
-                goto fail;
+                goto out;
         st = kms_store_stmt(s, STMT_KEY_SET_REVOKED);
         if (!st) {
                 r = KMS_E_STORE;
-                goto fail;
+                goto out;
         }
         sqlite3_bind_int64(st, 1, key_id);
         r = kms_store_step_done(s, st, "revoke key", NULL);
-        if (r < 0)
-                goto fail;
-        return kms_store_commit_change(s);
-fail:
-        (void)kms_store_exec(s, "ROLLBACK");
-        return r;
+out:
+        return kms_store_txn_end(s, own, r);
 }
 
 int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t version, enum kms_key_state state)
@@ -531,10 +534,11 @@ int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t ve
         const char *st_name = kms_key_state_to_string(state);
         sqlite3_stmt *st = kms_store_stmt(s, STMT_VERSION_SET_STATE);
         int changes = 0, r;
+        bool own;
 
         if (!st_name || !st)
                 return st_name ? KMS_E_STORE : -EINVAL;
-        r = kms_store_exec(s, "BEGIN IMMEDIATE");
+        r = kms_store_txn_begin(s, &own);
         if (r < 0)
                 return r;
         sqlite3_bind_int64(st, 1, key_id);
@@ -543,11 +547,7 @@ int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t ve
         r = kms_store_step_done(s, st, "version state", &changes);
         if (r >= 0 && changes == 0)
                 r = -ENOENT;
-        if (r < 0) {
-                (void)kms_store_exec(s, "ROLLBACK");
-                return r;
-        }
-        return kms_store_commit_change(s);
+        return kms_store_txn_end(s, own, r);
 }
 
 int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n)
@@ -567,3 +567,71 @@ int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t ver
         return sqlite3_changes(s->db) == 0 ? -ENOENT : 0;
 }
 
+
+int kms_store_version_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t *ret)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_VERSION_USES);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, key_id);
+        sqlite3_bind_int64(st, 2, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                *ret = (uint64_t)sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        return rc == SQLITE_ROW ? 0 : kms_store_sql_err(s, rc, "version uses");
+}
+
+int kms_store_journal_add(struct kms_store *s, const char *backend, const uint8_t id[KMS_KEY_ID_BYTES],
+                          const char *label, int64_t created)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_JOURNAL_ADD);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, backend, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, label, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, created);
+        return kms_store_step_done(s, st, "journal add", NULL);
+}
+
+int kms_store_journal_remove(struct kms_store *s, const uint8_t id[KMS_KEY_ID_BYTES])
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_JOURNAL_REMOVE);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        return kms_store_step_done(s, st, "journal remove", NULL);
+}
+
+int kms_store_journal_has(struct kms_store *s, const char *backend, const uint8_t id[KMS_KEY_ID_BYTES])
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_JOURNAL_HAS);
+        int rc;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_blob(st, 1, id, KMS_KEY_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, backend, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+                return 1;
+        return rc == SQLITE_DONE ? 0 : kms_store_sql_err(s, rc, "journal has");
+}
+
+int kms_store_journal_clear(struct kms_store *s, const char *backend)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_JOURNAL_CLEAR);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
+        return kms_store_step_done(s, st, "journal clear", NULL);
+}

@@ -15,7 +15,8 @@
         "k.id, k.name, k.algorithm, k.backend, k.usages, k.owner, k.created, k.state, k.primary_version, "   \
         "(SELECT COUNT(*) FROM key_versions v2 WHERE v2.key_id = k.id), "                                     \
         "(SELECT v3.created FROM key_versions v3 WHERE v3.key_id = k.id AND v3.version = k.primary_version), " \
-        "k.rotate_every, k.rotate_after_uses, k.keep_versions, k.destroy_at"
+        "k.rotate_every, k.rotate_after_uses, k.keep_versions, k.destroy_at, "                                \
+        "(SELECT v4.uses FROM key_versions v4 WHERE v4.key_id = k.id AND v4.version = k.primary_version)"
 #define VERSION_COLUMNS "v.version, v.state, v.created, v.backend_id, v.spki, v.uses, v.revoked_at, v.revoke_reason, v.revoke_note"
 
 static const char *const stmt_sql[_STMT_MAX] = {
@@ -31,20 +32,30 @@ static const char *const stmt_sql[_STMT_MAX] = {
                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_KEY_LIST] = "SELECT " KEY_COLUMNS " FROM keys k WHERE ?1 OR k.state != 'destroyed' ORDER BY k.name",
         [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE (?1 OR k.state != 'destroyed') AND (?2 < 0 OR k.owner = ?2)",
-        [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1",
+        /* Compare-and-set: only from the state the caller read, and never
+         * out of revoked or destroyed. */
+        [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1 AND state = ?3"
+                               " AND state NOT IN ('revoked', 'destroyed')",
+        [STMT_VERSION_USES] = "SELECT uses FROM key_versions WHERE key_id = ?1 AND version = ?2",
         [STMT_VERSION_ADD_USES] = "UPDATE key_versions SET uses = uses + ?3 WHERE key_id = ?1 AND version = ?2",
         [STMT_KEY_DESTROY] = "UPDATE keys SET state = 'destroyed', destroy_at = 0 WHERE name = ?1 AND state != 'destroyed'",
         [STMT_VERSIONS_DESTROY] = "UPDATE key_versions SET state = 'destroyed' WHERE state != 'revoked'"
                                   " AND key_id = (SELECT id FROM keys WHERE name = ?1)",
-        [STMT_KEY_SET_SETTINGS] = "UPDATE keys SET rotate_every = ?2, rotate_after_uses = ?3, keep_versions = ?4 WHERE name = ?1",
-        [STMT_KEY_SET_DESTROY_AT] = "UPDATE keys SET destroy_at = ?2 WHERE name = ?1",
-        [STMT_KEY_SET_PRIMARY] = "UPDATE keys SET primary_version = ?2 WHERE id = ?1",
+        [STMT_KEY_SET_SETTINGS] = "UPDATE keys SET rotate_every = ?2, rotate_after_uses = ?3, keep_versions = ?4"
+                                  " WHERE name = ?1 AND state IN ('active', 'disabled')",
+        [STMT_KEY_SET_DESTROY_AT] = "UPDATE keys SET destroy_at = ?2 WHERE name = ?1 AND state != 'destroyed'",
+        /* Only a key that can still be used gets a new primary, and only
+         * the primary the rotation started from is replaced. */
+        [STMT_KEY_SET_PRIMARY] = "UPDATE keys SET primary_version = ?2 WHERE id = ?1 AND primary_version = ?3"
+                                 " AND state IN ('active', 'disabled')",
         [STMT_VERSION_REVOKE] = "UPDATE key_versions SET state = 'revoked', revoked_at = ?3, revoke_reason = ?4, revoke_note = ?5"
                                 " WHERE key_id = ?1 AND (?2 = 0 OR version = ?2) AND state IN ('active', 'lost')",
         /* A key is revoked once no version of it can be used again. */
         [STMT_KEY_SET_REVOKED] = "UPDATE keys SET state = 'revoked', destroy_at = 0 WHERE id = ?1 AND NOT EXISTS"
                                  " (SELECT 1 FROM key_versions WHERE key_id = ?1 AND state IN ('active', 'lost'))",
-        [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2",
+        /* Revoked and destroyed versions stay what they are. */
+        [STMT_VERSION_SET_STATE] = "UPDATE key_versions SET state = ?3 WHERE key_id = ?1 AND version = ?2"
+                                   " AND state IN ('active', 'lost')",
         [STMT_KEY_OWNER] = "SELECT owner FROM keys WHERE name = ?1",
         [STMT_AUDIT_HEAD] = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [STMT_AUDIT_INSERT] = "INSERT INTO audit (seq, time_ms, kind, uid, pid, exe, operation, key, version, result, "
@@ -56,6 +67,15 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_AUDIT_KEYS] = "SELECT no, backend_id, spki FROM audit_keys ORDER BY no",
         [STMT_AUDIT_KEY_ADD] = "INSERT INTO audit_keys (no, backend_id, spki, created) VALUES (?1, ?2, ?3, ?4)",
         [STMT_BINDING_ADD] = "INSERT INTO session_bindings (binding, role, created) VALUES (?1, ?2, ?3)",
+        [STMT_AUDIT_PENDING_ADD] = "INSERT INTO audit_pending (time_ms, kind, uid, pid, exe, operation, key, version,"
+                                   " result, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        [STMT_AUDIT_PENDING_READ] = "SELECT id, time_ms, kind, uid, pid, exe, operation, key, version, result, details"
+                                    " FROM audit_pending ORDER BY id LIMIT ?1",
+        [STMT_AUDIT_PENDING_DELETE] = "DELETE FROM audit_pending WHERE id <= ?1",
+        [STMT_JOURNAL_ADD] = "INSERT INTO object_journal (backend_id, backend, label, created) VALUES (?1, ?2, ?3, ?4)",
+        [STMT_JOURNAL_REMOVE] = "DELETE FROM object_journal WHERE backend_id = ?1",
+        [STMT_JOURNAL_CLEAR] = "DELETE FROM object_journal WHERE backend = ?1",
+        [STMT_JOURNAL_HAS] = "SELECT 1 FROM object_journal WHERE backend_id = ?1 AND backend = ?2",
 };
 
 static const char schema_v1[] =
@@ -125,6 +145,34 @@ static const char schema_v4[] = "CREATE TABLE audit ("
                                 " created INTEGER NOT NULL"
                                 ");";
 
+/* Records of changes, committed in the change's own transaction and
+ * chained into the audit table by the audit writer afterwards (issue 13):
+ * a crash leaves a change with its record or neither. */
+static const char schema_v5[] = "CREATE TABLE audit_pending ("
+                                " id INTEGER PRIMARY KEY,"
+                                " time_ms INTEGER NOT NULL,"
+                                " kind TEXT NOT NULL,"
+                                " uid INTEGER NOT NULL,"
+                                " pid INTEGER NOT NULL,"
+                                " exe TEXT NOT NULL,"
+                                " operation TEXT NOT NULL,"
+                                " key TEXT NOT NULL,"
+                                " version INTEGER NOT NULL,"
+                                " result TEXT NOT NULL,"
+                                " details TEXT NOT NULL"
+                                ");"
+                                /* The objects kmsd is about to make in a
+                                 * backend, recorded before they exist and
+                                 * removed with the commit that records
+                                 * their version: what reconciliation may
+                                 * prove is its own. */
+                                "CREATE TABLE object_journal ("
+                                " backend_id BLOB PRIMARY KEY,"
+                                " backend TEXT NOT NULL,"
+                                " label TEXT NOT NULL,"
+                                " created INTEGER NOT NULL"
+                                ") WITHOUT ROWID;";
+
 static _Atomic uint64_t store_generation = 1;
 
 uint64_t kms_store_generation(void)
@@ -147,21 +195,156 @@ int kms_store_commit_change(struct kms_store *s)
         return r;
 }
 
-/* Translate an SQLite result at the edge. */
+/* The SQLite result behind the last KMS_E_STORE of this thread, for
+ * kms_store_strerror(): each connection is used by one thread at a time,
+ * and the sentence is made right after the failure, on the same thread. */
+static _Thread_local int last_store_rc = SQLITE_ERROR;
+
+/* Translate an SQLite result at the edge. Disk full, read-only and busy
+ * have an errno of their own; corruption, I/O errors and the rest are
+ * KMS_E_STORE (the bus error Store), told apart by kms_store_strerror(). */
 int kms_store_sql_err(struct kms_store *s, int rc, const char *what)
 {
         int ext = s && s->db ? sqlite3_extended_errcode(s->db) : rc;
 
         log_debug("store: %s: %s (%d)", what, s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc), ext);
         switch (rc & 0xff) {
-        case SQLITE_CONSTRAINT: return ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY ? -EEXIST : KMS_E_STORE;
+        case SQLITE_CONSTRAINT:
+                if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+                        return -EEXIST;
+                break;
         case SQLITE_FULL: return -ENOSPC;
         case SQLITE_READONLY: return -EROFS;
         case SQLITE_BUSY:
         case SQLITE_LOCKED: return -EBUSY;
         case SQLITE_NOMEM: return -ENOMEM;
-        default: return KMS_E_STORE;
+        case SQLITE_IOERR:
+                if (ext == SQLITE_IOERR_NOMEM)
+                        return -ENOMEM;
+                break;
+        default: break;
         }
+        last_store_rc = rc & 0xff;
+        return KMS_E_STORE;
+}
+
+const char *kms_store_strerror(int r)
+{
+        static _Thread_local char other[160];
+
+        switch (r) {
+        case -ENOSPC: return "the disk that holds the database is full";
+        case -EROFS:
+                return "the database is read-only (a read-only file system, or kmsd may not write kmsd.db, its -wal "
+                       "and -shm files or their folder)";
+        case -EBUSY: return "the database is busy: another process holds a lock on it";
+        case -ENOMEM: return "out of memory";
+        case -EPROTO: return "the database was written by a newer kmsd (its schema version is higher)";
+        case -EIO: /* kms_store_open() */
+        case KMS_E_STORE: break;
+        default: return strerror(-r);
+        }
+        switch (last_store_rc) {
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return "the database is corrupt (SQLite: database disk image is malformed, or not a database); "
+                       "restore kmsd.db from a backup";
+        case SQLITE_IOERR: return "the database could not be read or written (an I/O error)";
+        case SQLITE_CANTOPEN: return "the database file, or its -wal or -shm file, cannot be opened";
+        case SQLITE_PERM:
+        case SQLITE_AUTH: return "the database refused access (permissions)";
+        default:
+                snprintf(other, sizeof(other), "the database failed (SQLite: %s)", sqlite3_errstr(last_store_rc));
+                return other;
+        }
+}
+
+/* quick_check(TABLE) of one table: that table's b-tree and its indexes
+ * (SQLite 3.33 and later), page by page; one "ok" row if sound, else one
+ * row per problem. */
+static int check_table(struct kms_store *s, const char *table, char *errbuf, size_t errlen)
+{
+        char *sql = sqlite3_mprintf("PRAGMA quick_check(\"%w\")", table);
+        sqlite3_stmt *st = NULL;
+        int rc, r = 0;
+
+        if (!sql)
+                return -ENOMEM;
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const char *res = (const char *)sqlite3_column_text(st, 0);
+
+                if (!res || strcmp(res, "ok") != 0) {
+                        static const char header[] = "*** in database main ***\n";
+                        char problem[200];
+
+                        /* The first problem, on one line. */
+                        if (res && strncmp(res, header, sizeof(header) - 1) == 0)
+                                res += sizeof(header) - 1;
+                        snprintf(problem, sizeof(problem), "%s", res ? res : "no answer");
+                        problem[strcspn(problem, "\n")] = '\0';
+                        last_store_rc = SQLITE_CORRUPT;
+                        snprintf(errbuf, errlen,
+                                 "the database is corrupt: table '%s' cannot be read (SQLite quick_check: %s); "
+                                 "restore kmsd.db from a backup",
+                                 table, problem);
+                        r = KMS_E_STORE;
+                }
+        } else {
+                r = kms_store_sql_err(s, rc, sql);
+                snprintf(errbuf, errlen, "table '%s' cannot be checked: %s", table, kms_store_strerror(r));
+        }
+        sqlite3_finalize(st);
+        sqlite3_free(sql);
+        return r;
+}
+
+/* Every table is read through but the audit log, which grows without
+ * bound (`kmsctl audit verify` checks it, and a damaged page of it makes
+ * ExportAudit fail with Store): the keys and their versions, the session
+ * bindings that keep AES-GCM keys from repeating, the audit keys, the
+ * records waiting for the audit writer, the TPM's key blobs. */
+int kms_store_check(struct kms_store *s, char *errbuf, size_t errlen)
+{
+        char (*tables)[64] = NULL;
+        sqlite3_stmt *st = NULL;
+        size_t n = 0;
+        int rc, r = 0;
+
+        /* The schema itself first: reading it needs page 1 and the
+         * sqlite_schema table. */
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                                "AND name != 'audit' ORDER BY rowid",
+                                -1, &st, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 0);
+                char (*p)[64];
+
+                if (!name || strlen(name) >= sizeof(*tables))
+                        continue; /* not one of kmsd's */
+                p = realloc(tables, (n + 1) * sizeof(*tables));
+                if (!p) {
+                        r = -ENOMEM;
+                        break;
+                }
+                tables = p;
+                snprintf(tables[n++], sizeof(*tables), "%s", name);
+                rc = SQLITE_OK;
+        }
+        if (r == 0 && rc != SQLITE_DONE) {
+                r = kms_store_sql_err(s, rc, "list the tables");
+                snprintf(errbuf, errlen, "the list of tables cannot be read: %s", kms_store_strerror(r));
+        }
+        sqlite3_finalize(st);
+        if (r == -ENOMEM)
+                snprintf(errbuf, errlen, "out of memory");
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = check_table(s, tables[i], errbuf, errlen);
+        free(tables);
+        return r;
 }
 
 sqlite3_stmt *kms_store_stmt(struct kms_store *s, enum stmt_id id)
@@ -222,7 +405,12 @@ static int migrate(struct kms_store *s)
                 if (r < 0)
                         goto fail;
         }
-        r = kms_store_exec(s, "PRAGMA user_version = 4");
+        if (version < 5) {
+                r = kms_store_exec(s, schema_v5);
+                if (r < 0)
+                        goto fail;
+        }
+        r = kms_store_exec(s, "PRAGMA user_version = 5");
         if (r < 0)
                 goto fail;
         return kms_store_exec(s, "COMMIT");
@@ -330,4 +518,32 @@ int kms_store_commit(struct kms_store *s)
         if (r < 0)
                 (void)kms_store_exec(s, "ROLLBACK");
         return r;
+}
+
+void kms_store_rollback(struct kms_store *s)
+{
+        if (!sqlite3_get_autocommit(s->db))
+                (void)kms_store_exec(s, "ROLLBACK");
+}
+
+bool kms_store_in_transaction(struct kms_store *s)
+{
+        return !sqlite3_get_autocommit(s->db);
+}
+
+int kms_store_txn_begin(struct kms_store *s, bool *ret_own)
+{
+        *ret_own = sqlite3_get_autocommit(s->db) != 0;
+        return *ret_own ? kms_store_exec(s, "BEGIN IMMEDIATE") : 0;
+}
+
+int kms_store_txn_end(struct kms_store *s, bool own, int r)
+{
+        if (!own)
+                return r; /* the caller's transaction decides */
+        if (r < 0) {
+                (void)kms_store_exec(s, "ROLLBACK");
+                return r;
+        }
+        return kms_store_commit_change(s);
 }

@@ -15,7 +15,7 @@
 
 #include "kms-key.h"
 
-#define KMS_STORE_SCHEMA_VERSION 4
+#define KMS_STORE_SCHEMA_VERSION 5
 #define KMS_STORE_FILE "kmsd.db"
 
 struct kms_store;
@@ -49,6 +49,7 @@ struct kms_key_record {
         uint64_t rotate_after_uses; /* 0: none */
         uint32_t keep_versions;     /* 0: keep all */
         int64_t destroy_at;         /* 0: none scheduled */
+        uint64_t primary_uses;      /* stored uses of the primary version */
         struct kms_key_version_record *versions; /* only when asked for */
         size_t n_versions;
 };
@@ -56,6 +57,18 @@ struct kms_key_record {
 /* Open (and create or migrate) the database at path. */
 int kms_store_open(const char *path, struct kms_store **ret);
 void kms_store_close(struct kms_store *s);
+
+/* Read every table but the audit log through (SQLite's quick_check, per
+ * table: keys, versions, session bindings, audit keys, TPM blobs): 0 if
+ * they are sound, else KMS_E_STORE (or another store code) with a sentence
+ * naming the table and the problem in errbuf. For start-up, before
+ * anything reads the keys. */
+int kms_store_check(struct kms_store *s, char *errbuf, size_t errlen);
+
+/* A sentence for a code a store function returned on this thread: disk
+ * full, read-only, busy, corrupt, an I/O error... (KMS_E_STORE says which
+ * SQLite failure it was). Never NULL; static or thread-local storage. */
+const char *kms_store_strerror(int r);
 
 /* Caps on keys: all live keys, and for an owner other than root its live
  * keys and its names (destroyed keys' tombstones included). 0: no cap. */
@@ -120,8 +133,9 @@ struct kms_audit_row {
 
 /* The newest record's seq and hash; seq 0 and a zero hash if none. */
 int kms_store_audit_head(struct kms_store *s, uint64_t *ret_seq, uint8_t ret_hash[32]);
-/* Insert rows in one transaction (all or nothing). */
-int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n);
+/* Insert rows in one transaction (all or nothing), and delete the pending
+ * records with id <= pending_upto in it (0: none). */
+int kms_store_audit_append(struct kms_store *s, const struct kms_audit_row *rows, size_t n, int64_t pending_upto);
 /* Call cb for the rows with from <= seq <= to (to 0: no bound), in order,
  * at most limit of them; cb returns < 0 to stop. */
 int kms_store_audit_read(struct kms_store *s, uint64_t from, uint64_t to, size_t limit,
@@ -138,6 +152,28 @@ struct kms_audit_key {
 int kms_store_audit_keys(struct kms_store *s, struct kms_audit_key **ret, size_t *ret_n);
 int kms_store_audit_key_add(struct kms_store *s, const struct kms_audit_key *k);
 
+/* The audit records of changes, committed in the change's transaction
+ * (time_ms, kind ... details of row; seq, prev, hash are not set yet) and
+ * chained into the audit table by the writer: pending_read gives the
+ * oldest (at most max, into rows, with the largest id in *ret_upto);
+ * kms_store_audit_append(..., upto) deletes them with the chained rows. */
+int kms_store_audit_pending_add(struct kms_store *s, const struct kms_audit_row *row);
+int kms_store_audit_pending_read(struct kms_store *s, struct kms_audit_row *rows, size_t max, size_t *ret_n,
+                                 int64_t *ret_upto);
+
+/* The object journal: the id of an object kmsd is about to make in
+ * backend, committed before the object exists (journal_add), removed in
+ * the transaction that records its version (key_insert and version_add
+ * do it) or once the object is gone (journal_remove). journal_has: 1 if
+ * id is recorded for backend, 0 if not. */
+int kms_store_journal_add(struct kms_store *s, const char *backend, const uint8_t id[KMS_KEY_ID_BYTES],
+                          const char *label, int64_t created);
+int kms_store_journal_remove(struct kms_store *s, const uint8_t id[KMS_KEY_ID_BYTES]);
+int kms_store_journal_has(struct kms_store *s, const char *backend, const uint8_t id[KMS_KEY_ID_BYTES]);
+/* Forget every entry of backend (reconciliation, once it has handled the
+ * objects that exist: the rest never came to be). */
+int kms_store_journal_clear(struct kms_store *s, const char *backend);
+
 /* Record that a session used this key schedule binding in this role;
  * -EEXIST if one already did (those keys must never be used again). */
 int kms_store_session_binding_add(struct kms_store *s, const uint8_t *binding, size_t len, int role, int64_t created);
@@ -145,22 +181,29 @@ int kms_store_key_count(struct kms_store *s, bool include_destroyed, size_t *ret
 /* Keys of one owner (owner < 0: all). */
 int kms_store_key_count_owner(struct kms_store *s, bool include_destroyed, int64_t owner, size_t *ret);
 
-/* Set the state of the key alone (disable, enable). */
-int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state state);
+/* Set the state of the key alone (disable, enable), only if it is
+ * `from` now: -ENOENT for no such key, KMS_E_STATE when its state is not
+ * `from` (compare-and-set). */
+int kms_store_key_set_state(struct kms_store *s, const char *name, enum kms_key_state from,
+                            enum kms_key_state state);
 
 /* Mark a key destroyed: the key and every version not revoked become
  * destroyed, the scheduled destruction is cleared. The backend objects
  * go after this (metadata first). */
 int kms_store_key_destroy(struct kms_store *s, const char *name);
 
-/* Rotation settings; destroy_at (0 clears). */
+/* Rotation settings (only of an active or disabled key: KMS_E_STATE
+ * otherwise); destroy_at (0 clears; not of a destroyed key). */
 int kms_store_key_set_settings(struct kms_store *s, const char *name, uint64_t rotate_every,
                                uint64_t rotate_after_uses, uint32_t keep_versions);
 int kms_store_key_set_destroy_at(struct kms_store *s, const char *name, int64_t destroy_at);
 
 /* Add version v (state active) to key_id and make it primary, in one
- * transaction. -EEXIST if that version number exists already. */
-int kms_store_version_add(struct kms_store *s, int64_t key_id, const struct kms_key_version_record *v);
+ * transaction, if the primary is still expected_primary and the key is
+ * active or disabled: KMS_E_STATE otherwise, -EEXIST if that version
+ * number exists already. */
+int kms_store_version_add(struct kms_store *s, int64_t key_id, uint32_t expected_primary,
+                          const struct kms_key_version_record *v);
 
 /* Revoke version (0: every version not yet revoked or destroyed). The key
  * itself becomes revoked when no active or lost version remains. -ENOENT if
@@ -169,15 +212,26 @@ int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t versi
                              const char *note);
 
 /* Set one version's state (destroyed when trimmed, lost when its object
- * is gone). */
+ * is gone); only of an active or lost version (-ENOENT otherwise). */
 int kms_store_version_set_state(struct kms_store *s, int64_t key_id, uint32_t version, enum kms_key_state state);
 
-/* Group several writes into one transaction (BEGIN IMMEDIATE/COMMIT). */
+/* Group several writes (and the reads they depend on) into one
+ * transaction: BEGIN IMMEDIATE takes the database's write lock at once,
+ * so what is read in it cannot change before the commit. Every write
+ * function below joins an open transaction instead of opening its own.
+ * Both commits roll back when the commit fails; kms_store_commit_change()
+ * also bumps the store generation (for a change of what a key may do;
+ * kms_store_commit() is for use counts). */
 int kms_store_begin(struct kms_store *s);
 int kms_store_commit(struct kms_store *s);
+int kms_store_commit_change(struct kms_store *s);
+void kms_store_rollback(struct kms_store *s);
+bool kms_store_in_transaction(struct kms_store *s);
 
 /* Add n to the use counter of a version. */
 int kms_store_version_add_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t n);
+/* The stored use count of a version (-ENOENT if none). */
+int kms_store_version_uses(struct kms_store *s, int64_t key_id, uint32_t version, uint64_t *ret);
 
 /* A process-wide counter that every committed write changing a key's
  * state, versions or usages bumps (after the commit). Caches of store

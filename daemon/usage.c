@@ -17,18 +17,35 @@ void kms_usage_init(struct kms_usage_counter *u)
         u->last_flush_ms = kms_now_mono_ms();
 }
 
-uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t version, uint64_t stored_uses,
+static struct kms_usage_entry *find(struct kms_usage_counter *u, int64_t key_id, uint32_t version)
+{
+        for (size_t i = 0; i < u->n; i++)
+                if (u->entries[i].key_id == key_id && u->entries[i].version == version)
+                        return &u->entries[i];
+        return NULL;
+}
+
+uint64_t kms_usage_add(struct kms_usage_counter *u, struct kms_store *store, int64_t key_id, uint32_t version,
                        bool *ret_first_over, uint64_t limit)
 {
         struct kms_usage_entry *e = NULL;
-        uint64_t total = 0;
+        uint64_t total = 0, stored = 0;
 
+        if (ret_first_over)
+                *ret_first_over = false;
         pthread_mutex_lock(&u->lock);
-        for (size_t i = 0; i < u->n; i++)
-                if (u->entries[i].key_id == key_id && u->entries[i].version == version) {
-                        e = &u->entries[i];
-                        break;
-                }
+        e = find(u, key_id, version);
+        if (!e) {
+                /* A new entry starts from the store's count as it is now
+                 * (read outside the lock), never from a cached record:
+                 * counts flushed since the cache was filled would be lost,
+                 * and the limit would hold later than it should. */
+                pthread_mutex_unlock(&u->lock);
+                if (kms_store_version_uses(store, key_id, version, &stored) < 0)
+                        stored = 0;
+                pthread_mutex_lock(&u->lock);
+                e = find(u, key_id, version); /* another worker may have made it */
+        }
         if (!e) {
                 if (u->n == u->cap) {
                         /* Drop entries with nothing to flush before growing. */
@@ -48,7 +65,7 @@ uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t ver
                         u->cap = cap;
                 }
                 e = &u->entries[u->n++];
-                *e = (struct kms_usage_entry){ .key_id = key_id, .version = version, .total = stored_uses };
+                *e = (struct kms_usage_entry){ .key_id = key_id, .version = version, .total = stored };
         }
         e->total++;
         e->unflushed++;
@@ -61,6 +78,30 @@ uint64_t kms_usage_add(struct kms_usage_counter *u, int64_t key_id, uint32_t ver
 out:
         pthread_mutex_unlock(&u->lock);
         return total;
+}
+
+void kms_usage_limit_retry(struct kms_usage_counter *u, int64_t key_id, uint32_t version)
+{
+        struct kms_usage_entry *e;
+
+        pthread_mutex_lock(&u->lock);
+        e = find(u, key_id, version);
+        if (e)
+                e->limit_reported = false;
+        pthread_mutex_unlock(&u->lock);
+}
+
+uint64_t kms_usage_unflushed(struct kms_usage_counter *u, int64_t key_id, uint32_t version)
+{
+        struct kms_usage_entry *e;
+        uint64_t n = 0;
+
+        pthread_mutex_lock(&u->lock);
+        e = find(u, key_id, version);
+        if (e)
+                n = e->unflushed;
+        pthread_mutex_unlock(&u->lock);
+        return n;
 }
 
 void kms_usage_maybe_flush(struct kms_usage_counter *u, struct kms_store *store, bool force)

@@ -256,7 +256,9 @@ int kms_pkcs11_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, u
 
         if (!kms_algorithm_to_string(alg) || (usages & ~kms_algorithm_usages(alg)) || usages == 0)
                 return -EINVAL;
-        if (RAND_bytes(id, sizeof(id)) != 1)
+        if (CRYPTO_memcmp(ret_id, (const uint8_t[KMS_KEY_ID_BYTES]){ 0 }, KMS_KEY_ID_BYTES) != 0)
+                memcpy(id, ret_id, sizeof(id));
+        else if (RAND_bytes(id, sizeof(id)) != 1)
                 return -ENOMEM;
 
         /* Public half: a token object too, so the token describes itself

@@ -317,7 +317,9 @@ int kms_tpm_generate(struct kms_backend_worker *bw, enum kms_algorithm alg, unsi
         if (!kms_algorithm_to_string(alg) || (usages & ~kms_algorithm_usages(alg)) || usages == 0 || !label ||
             !ret_id || !ret_spki || !ret_spki_len)
                 return -EINVAL;
-        if (RAND_bytes(id, sizeof(id)) != 1)
+        if (CRYPTO_memcmp(ret_id, (const uint8_t[KMS_KEY_ID_BYTES]){ 0 }, KMS_KEY_ID_BYTES) != 0)
+                memcpy(id, ret_id, sizeof(id));
+        else if (RAND_bytes(id, sizeof(id)) != 1)
                 return -ENOMEM;
         key_template(alg, usages, &tmpl);
 

@@ -43,7 +43,9 @@ static int parse_derive(struct kms_daemon *d, struct kms_request *req, char *err
                 return r;
         kms_arg_bytes(&it, &req->peer, &req->peer_len);
         if (req->peer_len == 0 || req->peer_len > KMS_SESSION_MAX_SPKI_BYTES)
-                return fail(errmsg, errlen, -EINVAL, "the peer's public key must be a DER SubjectPublicKeyInfo");
+                return fail(errmsg, errlen, -EINVAL,
+                            "the peer's public key must be one DER SubjectPublicKeyInfo of at most %u bytes, not %zu",
+                            KMS_SESSION_MAX_SPKI_BYTES, req->peer_len);
         r = kms_arg_options(&it, dbus_message_get_member(req->msg), option_derive, req, errmsg, errlen);
         if (r < 0)
                 return r;
@@ -53,7 +55,7 @@ static int parse_derive(struct kms_daemon *d, struct kms_request *req, char *err
         if (req->info_len >= sizeof(KMS_SESSION_KDF_LABEL) &&
             memcmp(req->info, KMS_SESSION_KDF_LABEL, sizeof(KMS_SESSION_KDF_LABEL)) == 0)
                 return fail(errmsg, errlen, -EINVAL,
-                            "info kms_api_may not start with \"" KMS_SESSION_KDF_LABEL "\" and a NUL byte: that is the session "
+                            "info may not start with \"" KMS_SESSION_KDF_LABEL "\" and a NUL byte: that is the session "
                             "key schedule's own label");
         return 0;
 }
@@ -67,6 +69,8 @@ int kms_api_derive_prepare(struct kms_worker *w, struct kms_request *req, struct
         const char *why = NULL;
         int r;
 
+        /* Shared until the reply is queued: no revocation in between. */
+        (void)kms_key_lock(w->daemon, req, req->name, false);
         r = kms_api_load_version(w, req, 0, ret_spki != NULL, k, v, errmsg, errlen);
         if (r < 0)
                 return r;
@@ -180,6 +184,7 @@ static int run_decrypt(struct kms_worker *w, struct kms_request *req, DBusMessag
         dbus_uint32_t used;
         int r;
 
+        (void)kms_key_lock(w->daemon, req, req->name, false);
         r = kms_api_load_version(w, req, req->version, false, &k, &v, errmsg, errlen);
         if (r < 0)
                 return r;

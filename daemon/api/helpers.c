@@ -196,7 +196,7 @@ static bool dict_add(DBusMessageIter *dict, const char *key, int type, const cha
                dbus_message_iter_close_container(dict, &entry);
 }
 
-/* Strings from files, devices and the store kms_api_may be any bytes; libdbus
+/* Strings from files, devices and the store may be any bytes; libdbus
  * aborts on invalid UTF-8, so those get '?' for the bad bytes. */
 bool kms_dict_add_str(DBusMessageIter *dict, const char *key, const char *v)
 {
@@ -371,10 +371,10 @@ int kms_api_store_fail(int r, const struct kms_request *req, char *errmsg, size_
 {
         if (r == -ENOENT)
                 return fail(errmsg, errlen, r, "no key named '%s'", req->name);
-        return fail(errmsg, errlen, r, "the metadata store failed: %s", strerror(-r));
+        return fail(errmsg, errlen, r, "the metadata store failed: %s", kms_store_strerror(r));
 }
 
-/* Lists show only what the caller kms_api_may see: the bus thread let the list
+/* Lists show only what the caller may see: the bus thread let the list
  * through, the worker decides per key under the same policy. */
 bool kms_api_may(const struct kms_request *req, enum kms_operation op, const struct kms_key_record *k)
 {

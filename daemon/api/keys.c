@@ -218,7 +218,6 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
 {
         struct kms_daemon *d = w->daemon;
         const struct kms_backend_ops *ops = d->backends[req->backend]->ops;
-        struct kms_backend_worker *bw = w->backends[req->backend];
         struct kms_key_record key = { 0 }, *stored = NULL;
         struct kms_key_version_record v1 = { .version = 1 };
         /* Per-owner caps, so one user cannot use up the keys (or, with
@@ -229,7 +228,6 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
                 .max_owner_names = KMS_MAX_KEY_NAMES_PER_OWNER,
         };
         enum kms_key_limit limit = KMS_KEY_LIMIT_NONE;
-        char label[KMS_MAX_KEY_NAME + 32];
         size_t count = 0;
         int r;
 
@@ -254,20 +252,11 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
                 return kms_api_store_fail(r, req, errmsg, errlen);
 
         /* The token first, the metadata second: a crash in between leaves
-         * an orphan object, never metadata without a key. */
-        snprintf(label, sizeof(label), "kmsd:%s#%u", req->name, v1.version);
-        r = kms_generation_begin(d, errmsg, errlen);
+         * an orphan object (in the object journal, so reconciliation
+         * removes it), never metadata without a key. */
+        r = kms_lifecycle_generate(w, req->backend, req->algorithm, req->usages, req->name, &v1, errmsg, errlen);
         if (r < 0)
                 return r;
-        r = ops->generate(bw, req->algorithm, req->usages, label, v1.backend_id, &v1.spki, &v1.spki_len);
-        kms_generation_end(d);
-        if (r < 0) {
-                char why[256];
-
-                return fail(errmsg, errlen, r, "the %s could not generate the %s key: %s", kms_backend_noun(ops->name),
-                            kms_algorithm_to_string(req->algorithm),
-                            kms_backend_explain(d, ops->name, r, why, sizeof(why)));
-        }
 
         snprintf(key.name, sizeof(key.name), "%s", req->name);
         key.algorithm = req->algorithm;
@@ -278,12 +267,22 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         key.rotate_every = req->rotate_every;
         key.rotate_after_uses = req->rotate_after_uses;
         key.keep_versions = req->keep_versions;
-        r = kms_store_key_insert(w->store, &key, &v1, &limits, &limit, &count);
+        req->audit_version = 1;
+        snprintf(req->audit_details, sizeof(req->audit_details), "%s backend=%s owner=%u",
+                 kms_algorithm_to_string(req->algorithm), ops->name, (unsigned)key.owner);
+        /* The key and its record in one commit. */
+        r = kms_store_begin(w->store);
+        if (r >= 0)
+                r = kms_store_key_insert(w->store, &key, &v1, &limits, &limit, &count);
+        if (r >= 0)
+                r = kms_change_record_request(w, req);
+        if (r >= 0)
+                r = kms_store_commit_change(w->store);
+        else
+                kms_store_rollback(w->store);
         if (r < 0) {
-                int r2 = ops->destroy(bw, v1.backend_id);
-                if (r2 < 0)
-                        log_error("key '%s': could not remove the new token object after a failed create: %s",
-                                  req->name, strerror(-r2));
+                req->audit_committed = false;
+                kms_lifecycle_discard(w, req->backend, req->name, &v1);
                 kms_key_version_record_clear(&v1);
                 if (r == -EEXIST)
                         return fail(errmsg, errlen, r, "a key named '%s' already exists", req->name);
@@ -294,9 +293,6 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         kms_key_version_record_clear(&v1);
         log_info("created key '%s' (%s) for uid %u", req->name, kms_algorithm_to_string(req->algorithm),
                  (unsigned)key.owner);
-        req->audit_version = 1;
-        snprintf(req->audit_details, sizeof(req->audit_details), "%s backend=%s owner=%u",
-                 kms_algorithm_to_string(req->algorithm), ops->name, (unsigned)key.owner);
         kms_signal_key_created(d, req->name, 1);
 
         return kms_reply_key(w, req, ret, errmsg, errlen);
@@ -354,24 +350,10 @@ static int run_public(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 static int run_set_key(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_key_record *k = NULL;
-        int r;
+        int r = kms_lifecycle_set_options(w, req, errmsg, errlen);
 
-        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
-        if (k->state == KMS_KEY_DESTROYED || k->state == KMS_KEY_REVOKED)
-                r = fail(errmsg, errlen, KMS_E_STATE, "key '%s' is %s", req->name, kms_key_state_to_string(k->state));
-        else
-                r = kms_store_key_set_settings(w->store, req->name,
-                                               req->rotate_every_set ? req->rotate_every : k->rotate_every,
-                                               req->rotate_after_uses_set ? req->rotate_after_uses : k->rotate_after_uses,
-                                               req->keep_versions_set ? req->keep_versions : k->keep_versions);
-        kms_key_record_free(k);
-        if (r < 0)
-                return r == KMS_E_STATE ? r : kms_api_store_fail(r, req, errmsg, errlen);
-        if (req->keep_versions_set)
-                kms_lifecycle_trim(w, req->name);
         return kms_reply_key(w, req, ret, errmsg, errlen);
 }
 
@@ -410,6 +392,7 @@ static int run_attest(struct kms_worker *w, struct kms_request *req, DBusMessage
         dbus_uint32_t used;
         int r;
 
+        (void)kms_key_lock(w->daemon, req, req->name, false);
         r = kms_api_load_version(w, req, req->version, false, &k, &v, errmsg, errlen);
         if (r < 0)
                 return r;

@@ -94,29 +94,20 @@ static int parse_list_revoked(struct kms_daemon *d, struct kms_request *req, cha
 
 static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_key_record *k = NULL;
         DBusMessageIter it;
         char by[64];
         int r;
 
-        r = kms_store_key_get(w->store, req->name, false, &k);
-        if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
-        r = kms_api_check_usable(k, errmsg, errlen);
-        if (r >= 0 && req->after) {
+        if (req->after) {
                 int64_t at = kms_now_unix() + (int64_t)req->after;
 
-                r = kms_store_key_set_destroy_at(w->store, req->name, at);
-                if (r < 0)
-                        kms_api_store_fail(r, req, errmsg, errlen);
-                else
-                        log_info("key '%s' scheduled for destruction in %llu s by uid %u", req->name,
-                                 (unsigned long long)req->after, (unsigned)req->caller.uid);
-        } else if (r >= 0) {
+                snprintf(req->audit_details, sizeof(req->audit_details), "scheduled in %llu s",
+                         (unsigned long long)req->after);
+                r = kms_lifecycle_schedule_destroy(w, req, at, errmsg, errlen);
+        } else {
                 snprintf(by, sizeof(by), "at the request of uid %u", (unsigned)req->caller.uid);
-                r = kms_lifecycle_destroy(w, req->name, by, errmsg, errlen);
+                r = kms_lifecycle_destroy(w, req, false, by, errmsg, errlen);
         }
-        kms_key_record_free(k);
         if (r < 0)
                 return r;
         return kms_reply_new(req, ret, &it);
@@ -124,16 +115,10 @@ static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessag
 
 static int run_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_key_record *k = NULL;
         uint32_t version = 0;
         int r;
 
-        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
-        if (r < 0)
-                return r;
-        kms_key_record_free(k);
-        r = kms_lifecycle_rotate(w, req->name, 0, &version, errmsg, errlen);
-        req->audit_version = version;
+        r = kms_lifecycle_rotate(w, req, 0, &version, errmsg, errlen);
         if (r < 0)
                 return r;
         return kms_reply_u32(req, ret, version);
@@ -141,17 +126,13 @@ static int run_rotate(struct kms_worker *w, struct kms_request *req, DBusMessage
 
 static int run_revoke(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_key_record *k = NULL;
         uint32_t primary = 0;
         int r;
 
-        r = kms_api_load_key(w, req, true, &k, errmsg, errlen);
-        if (r < 0)
-                return r;
-        r = kms_lifecycle_revoke(w, k, req->version, !req->no_replace, req->reason, req->note, &primary, errmsg, errlen);
         req->audit_version = req->version;
         snprintf(req->audit_details, sizeof(req->audit_details), "reason=%s", kms_revoke_reason_to_string(req->reason));
-        kms_key_record_free(k);
+        r = kms_lifecycle_revoke(w, req, req->version, !req->no_replace, req->reason, req->note, &primary, errmsg,
+                                 errlen);
         if (r < 0)
                 return r;
         return kms_reply_u32(req, ret, primary);
@@ -203,48 +184,22 @@ static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusM
 static int run_enable_disable(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                               size_t errlen)
 {
-        bool enable = strcmp(req->method->member, "EnableKey") == 0;
-        enum kms_key_state from = enable ? KMS_KEY_DISABLED : KMS_KEY_ACTIVE;
-        struct kms_key_record *k = NULL;
         DBusMessageIter it;
-        int r;
+        int r = kms_lifecycle_set_state(w, req, strcmp(req->method->member, "EnableKey") == 0, errmsg, errlen);
 
-        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
-        if (k->state != from)
-                r = fail(errmsg, errlen, KMS_E_STATE, "key '%s' is %s; only %s keys can be %s", req->name,
-                         kms_key_state_to_string(k->state), kms_key_state_to_string(from),
-                         enable ? "enabled" : "disabled");
-        kms_key_record_free(k);
-        if (r < 0)
-                return r;
-        r = kms_store_key_set_state(w->store, req->name, enable ? KMS_KEY_ACTIVE : KMS_KEY_DISABLED);
-        if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
-        log_info("key '%s' %s by uid %u", req->name, enable ? "enabled" : "disabled", (unsigned)req->caller.uid);
         return kms_reply_new(req, ret, &it);
 }
 
 static int run_cancel_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                               size_t errlen)
 {
-        struct kms_key_record *k = NULL;
         DBusMessageIter it;
-        int r;
+        int r = kms_lifecycle_schedule_destroy(w, req, 0, errmsg, errlen);
 
-        r = kms_api_load_key(w, req, false, &k, errmsg, errlen);
         if (r < 0)
                 return r;
-        if (k->destroy_at == 0)
-                r = fail(errmsg, errlen, KMS_E_STATE, "no destruction of key '%s' is scheduled", req->name);
-        kms_key_record_free(k);
-        if (r < 0)
-                return r;
-        r = kms_store_key_set_destroy_at(w->store, req->name, 0);
-        if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
-        log_info("scheduled destruction of key '%s' cancelled by uid %u", req->name, (unsigned)req->caller.uid);
         return kms_reply_new(req, ret, &it);
 }
 
@@ -255,27 +210,13 @@ static int run_internal_rotate(struct kms_worker *w, struct kms_request *req, DB
 {
         uint32_t version = 0;
 
-        return kms_lifecycle_rotate(w, req->name, req->expected_primary, &version, errmsg, errlen);
+        return kms_lifecycle_rotate(w, req, req->expected_primary, &version, errmsg, errlen);
 }
 
 static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                                 size_t errlen)
 {
-        struct kms_key_record *k = NULL;
-        int r;
-
-        r = kms_store_key_get(w->store, req->name, false, &k);
-        if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
-        /* Still scheduled, and due? It kms_api_may have been cancelled meanwhile. */
-        r = k->destroy_at != 0 && k->destroy_at <= kms_now_unix() && k->state != KMS_KEY_DESTROYED;
-        kms_key_record_free(k);
-        if (!r) {
-                snprintf(req->audit_details, sizeof(req->audit_details),
-                         "not destroyed: no longer due (cancelled or rescheduled)");
-                return 0;
-        }
-        return kms_lifecycle_destroy(w, req->name, "scheduled destruction", errmsg, errlen);
+        return kms_lifecycle_destroy(w, req, true, "scheduled destruction", errmsg, errlen);
 }
 
 static const struct kms_method lifecycle_methods[] = {

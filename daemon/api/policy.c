@@ -11,7 +11,7 @@
 #define fail kms_errorf /* printf into errmsg, return the code */
 
 /* CheckPolicy(s user, s key, s operation): user is a name, "uid:N" or a
- * number; key kms_api_may be "" for operations that are not about one key. */
+ * number; key may be "" for operations that are not about one key. */
 static int parse_check_policy(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
 {
         const char *user, *op;

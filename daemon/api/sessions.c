@@ -40,7 +40,9 @@ static int parse_open_session(struct kms_daemon *d, struct kms_request *req, cha
                 return r;
         kms_arg_bytes(&it, &req->peer, &req->peer_len);
         if (req->peer_len == 0 || req->peer_len > KMS_SESSION_MAX_SPKI_BYTES)
-                return fail(errmsg, errlen, -EINVAL, "the peer's public key must be a DER SubjectPublicKeyInfo");
+                return fail(errmsg, errlen, -EINVAL,
+                            "the peer's public key must be one DER SubjectPublicKeyInfo of at most %u bytes, not %zu",
+                            KMS_SESSION_MAX_SPKI_BYTES, req->peer_len);
         dbus_message_iter_get_basic(&it, &role);
         dbus_message_iter_next(&it);
         req->role = kms_session_role_from_string(role);
@@ -264,6 +266,7 @@ static int run_seal_open(struct kms_worker *w, struct kms_request *req, DBusMess
                 return fail(errmsg, errlen, KMS_E_EXPIRED, "session %s has expired; open a new one", req->session_id);
         }
         /* A session ends with its key: revoked, disabled, destroyed. */
+        (void)kms_key_lock(d, req, s->key_name, false);
         r = kms_store_key_get_version(w->store, s->key_name, s->key_version, false, &k, &v);
         if (r < 0)
                 r = kms_api_store_fail(r, req, errmsg, errlen);

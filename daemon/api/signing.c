@@ -91,7 +91,12 @@ static int parse_verify(struct kms_daemon *d, struct kms_request *req, char *err
         r = kms_arg_data_size(d, req->data_len, "the data", errmsg, errlen);
         if (r < 0)
                 return r;
-        /* An oversized signature simply does not verify (valid = false). */
+        /* Longer than any signature kmsd's keys make (RSA-4096): refused
+         * before it is queued, so it cannot take the queue's memory. */
+        if (req->sig_len > KMS_MAX_SIGNATURE_BYTES)
+                return fail(errmsg, errlen, -EMSGSIZE,
+                            "the signature is %zu bytes; no key of kmsd makes one longer than %u", req->sig_len,
+                            KMS_MAX_SIGNATURE_BYTES);
         return kms_arg_options(&it, "Verify", option_verify, req, errmsg, errlen);
 }
 
@@ -126,6 +131,9 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         dbus_uint32_t used;
         int r;
 
+        /* Shared until the reply is queued: a revocation waits for this
+         * signature, and no signature starts after it (keylock.c). */
+        (void)kms_key_lock(d, req, req->name, false);
         r = kms_key_cache_get_primary(&d->key_cache, w->store, req->name, &k, &v);
         if (r < 0)
                 return kms_api_store_fail(r, req, errmsg, errlen);
@@ -159,11 +167,16 @@ static int run_sign(struct kms_worker *w, struct kms_request *req, DBusMessage *
         {
                 bool due = false;
 
-                kms_usage_add(&d->usage, k.id, v.version, v.uses, &due, k.rotate_after_uses);
+                kms_usage_add(&d->usage, w->store, k.id, v.version, &due, k.rotate_after_uses);
                 /* The use that reaches the limit queues one rotation; the
-                 * signatures in flight meanwhile still use this version. */
-                if (due && kms_pool_submit_internal(d, "UsageRotate", k.name, v.version) < 0)
-                        log_warning("key '%s': use limit reached but the rotation could not be queued", k.name);
+                 * signatures in flight meanwhile still use this version.
+                 * If it cannot be queued, the next use tries again (and
+                 * the scheduler checks the counts as well). */
+                if (due && kms_pool_submit_internal(d, "UsageRotate", k.name, v.version) < 0) {
+                        kms_usage_limit_retry(&d->usage, k.id, v.version);
+                        log_warning("key '%s': use limit reached but the rotation could not be queued; retrying",
+                                    k.name);
+                }
         }
 
         used = v.version;

@@ -83,7 +83,10 @@ static int generate(struct ctx *c, enum kms_algorithm alg, unsigned usages, cons
 {
         uint8_t *spki = NULL;
         size_t spki_len = 0;
-        int r = c->ops->generate(c->w, alg, usages, label, id, &spki, &spki_len);
+        int r;
+
+        memset(id, 0, KMS_KEY_ID_BYTES); /* a random CKA_ID */
+        r = c->ops->generate(c->w, alg, usages, label, id, &spki, &spki_len);
 
         check(r == 0, "generate %s usages 0x%x (%s)", kms_algorithm_to_string(alg), usages, check_err_name(r));
         if (r < 0)

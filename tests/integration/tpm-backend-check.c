@@ -703,6 +703,7 @@ static int mode_create(struct ctx *c)
         }
 
         /* ec-p384, both usages, where the TPM has the curve. */
+        memset(k.id, 0, sizeof(k.id));
         r = c->ops->generate(c->w, KMS_ALG_EC_P384, KMS_USAGE_SIGN | KMS_USAGE_DERIVE, LABEL_PREFIX "ec-p384", k.id,
                              &k.spki, &k.spki_len);
         if (r == -EOPNOTSUPP)
@@ -755,6 +756,7 @@ static int mode_create(struct ctx *c)
         for (enum kms_algorithm a = KMS_ALG_RSA_3072; a <= KMS_ALG_RSA_4096; a++) {
                 double t0 = now_s();
 
+                memset(k.id, 0, sizeof(k.id));
                 r = c->ops->generate(c->w, a, KMS_USAGE_SIGN, LABEL_PREFIX "rsa-large", k.id, &k.spki, &k.spki_len);
                 if (r == -EOPNOTSUPP) {
                         printf("INFO: this TPM cannot make %s keys (generate -> -EOPNOTSUPP)\n",

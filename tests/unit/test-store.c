@@ -15,6 +15,7 @@
 #include "kms-error.h"
 #include "kms-util.h"
 #include "store.h"
+#include "store-internal.h" /* kms_store_exec */
 
 struct fixture {
         char dir[64];
@@ -365,7 +366,8 @@ static void test_set_state_destroyed(void **state)
         assert_true(got->versions[0].spki_len > 0);
         kms_key_record_free(got);
 
-        assert_int_equal(kms_store_key_set_state(f->store, "to/destroy", KMS_KEY_STATE_INVALID), -EINVAL);
+        assert_int_equal(kms_store_key_set_state(f->store, "to/destroy", KMS_KEY_ACTIVE, KMS_KEY_STATE_INVALID),
+                         -EINVAL);
 }
 
 static void test_get_version(void **state)
@@ -449,7 +451,7 @@ static void test_revoke_versions(void **state)
         assert_int_equal(kms_store_key_get_version(f->store, "rv/one", 0, false, &k, &v), 0);
         kms_key_version_record_clear(&v);
         v2.version = 2;
-        assert_int_equal(kms_store_version_add(f->store, k.id, &v2), 0);
+        assert_int_equal(kms_store_version_add(f->store, k.id, 1, &v2), 0);
 
         assert_int_equal(kms_store_version_revoke(f->store, k.id, 1, 1700000100, "compromised", "laptop"), 0);
         assert_int_equal(kms_store_key_get(f->store, "rv/one", true, &got), 0);
@@ -516,6 +518,216 @@ static void test_two_connections(void **state)
         kms_store_close(second);
 }
 
+/* Compare-and-set: a state change from a state the key is not in
+ * changes nothing; revoked and destroyed keys stay so. */
+static void test_state_cas(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record *got = NULL;
+        struct kms_key_record k;
+        struct kms_key_version_record v, v2;
+        uint8_t spki[91];
+
+        insert(f->store, "cas/one", 0x61);
+        assert_int_equal(kms_store_key_set_state(f->store, "cas/one", KMS_KEY_DISABLED, KMS_KEY_ACTIVE), KMS_E_STATE);
+        assert_int_equal(kms_store_key_set_state(f->store, "cas/one", KMS_KEY_ACTIVE, KMS_KEY_DISABLED), 0);
+        assert_int_equal(kms_store_key_set_state(f->store, "cas/none", KMS_KEY_ACTIVE, KMS_KEY_DISABLED), -ENOENT);
+        assert_int_equal(kms_store_key_get_version(f->store, "cas/one", 0, false, &k, &v), 0);
+        kms_key_version_record_clear(&v);
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 0, 1700000100, "compromised", ""), 0);
+        /* Revoked is terminal: no enable, no settings, no new primary. */
+        assert_int_equal(kms_store_key_set_state(f->store, "cas/one", KMS_KEY_REVOKED, KMS_KEY_ACTIVE), KMS_E_STATE);
+        assert_int_equal(kms_store_key_get(f->store, "cas/one", false, &got), 0);
+        kms_key_record_free(got);
+        make_key("cas/one", &k, &v2, spki, sizeof(spki), 0x62);
+        assert_int_equal(kms_store_key_get(f->store, "cas/one", false, &got), 0);
+        v2.version = 2;
+        assert_int_equal(kms_store_version_add(f->store, got->id, got->primary_version, &v2), KMS_E_STATE);
+        assert_int_equal(kms_store_key_set_settings(f->store, "cas/one", 60, 0, 0), KMS_E_STATE);
+        kms_key_record_free(got);
+        assert_int_equal(kms_store_key_get(f->store, "cas/one", true, &got), 0);
+        assert_int_equal(got->n_versions, 1);
+        assert_int_equal(got->versions[0].state, KMS_KEY_REVOKED);
+        assert_int_equal(got->rotate_every, 0);
+        assert_int_equal(kms_store_version_set_state(f->store, got->id, 1, KMS_KEY_ACTIVE), -ENOENT);
+        kms_key_record_free(got);
+}
+
+/* A rotation commits only over the primary it started from. */
+static void test_version_add_expected(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record k, *got = NULL;
+        struct kms_key_version_record v, v2, v3;
+        uint8_t spki[91], spki3[91];
+
+        insert(f->store, "rot/one", 0x71);
+        assert_int_equal(kms_store_key_get_version(f->store, "rot/one", 0, false, &k, &v), 0);
+        kms_key_version_record_clear(&v);
+        make_key("rot/one", &k, &v2, spki, sizeof(spki), 0x72);
+        make_key("rot/one", &k, &v3, spki3, sizeof(spki3), 0x73);
+        assert_int_equal(kms_store_key_get(f->store, "rot/one", false, &got), 0);
+        v2.version = 2;
+        v3.version = 3;
+        assert_int_equal(kms_store_version_add(f->store, got->id, 1, &v2), 0);
+        /* A second rotation that also started from version 1. */
+        assert_int_equal(kms_store_version_add(f->store, got->id, 1, &v3), KMS_E_STATE);
+        kms_key_record_free(got);
+        assert_int_equal(kms_store_key_get(f->store, "rot/one", true, &got), 0);
+        assert_int_equal(got->primary_version, 2);
+        assert_int_equal(got->n_versions, 2);
+        kms_key_record_free(got);
+}
+
+/* A change and its record commit together or not at all, and the writer
+ * finds the records and deletes them as it chains them. */
+static void test_pending_records(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_audit_row row, got[4];
+        size_t n = 0;
+        int64_t upto = 0;
+
+        memset(&row, 0, sizeof(row));
+        row.time_ms = 1700000000123;
+        snprintf(row.kind, sizeof(row.kind), "request");
+        snprintf(row.operation, sizeof(row.operation), "DisableKey");
+        snprintf(row.key, sizeof(row.key), "pend/one");
+        snprintf(row.result, sizeof(row.result), "ok");
+        insert(f->store, "pend/one", 0x81);
+
+        /* Rolled back: neither the change nor the record. */
+        assert_int_equal(kms_store_begin(f->store), 0);
+        assert_int_equal(kms_store_key_set_state(f->store, "pend/one", KMS_KEY_ACTIVE, KMS_KEY_DISABLED), 0);
+        assert_int_equal(kms_store_audit_pending_add(f->store, &row), 0);
+        kms_store_rollback(f->store);
+        assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM audit_pending"), 0);
+        assert_int_equal(sql_int(f->path, "SELECT state = 'active' FROM keys WHERE name = 'pend/one'"), 1);
+
+        /* Committed: both. */
+        assert_int_equal(kms_store_begin(f->store), 0);
+        assert_int_equal(kms_store_key_set_state(f->store, "pend/one", KMS_KEY_ACTIVE, KMS_KEY_DISABLED), 0);
+        assert_int_equal(kms_store_audit_pending_add(f->store, &row), 0);
+        assert_int_equal(kms_store_commit_change(f->store), 0);
+        assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM audit_pending"), 1);
+        assert_int_equal(sql_int(f->path, "SELECT state = 'disabled' FROM keys WHERE name = 'pend/one'"), 1);
+
+        assert_int_equal(kms_store_audit_pending_read(f->store, got, 4, &n, &upto), 0);
+        assert_int_equal(n, 1);
+        assert_true(upto > 0);
+        assert_string_equal(got[0].operation, "DisableKey");
+        assert_string_equal(got[0].key, "pend/one");
+        assert_int_equal(got[0].time_ms, 1700000000123);
+        got[0].seq = 1;
+        assert_int_equal(kms_store_audit_append(f->store, got, 1, upto), 0);
+        assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM audit_pending"), 0);
+        assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM audit WHERE operation = 'DisableKey'"), 1);
+}
+
+/* kms_store_check on a sound database: every table reads through. */
+static void test_check_sound(void **state)
+{
+        struct fixture *f = *state;
+        char err[512] = "";
+
+        insert(f->store, "check/a", 0x71);
+        assert_int_equal(kms_store_check(f->store, err, sizeof(err)), 0);
+        assert_string_equal(err, "");
+}
+
+/* Overwrite page `page` of the file at path with 0xA5 bytes, as a
+ * damaged disk or a bad copy would. */
+static void damage_page(const char *path, int64_t page, int64_t page_size)
+{
+        FILE *fp = fopen(path, "r+b");
+        uint8_t junk[65536];
+
+        assert_non_null(fp);
+        assert_true(page_size > 0 && (size_t)page_size <= sizeof(junk));
+        memset(junk, 0xa5, (size_t)page_size);
+        assert_int_equal(fseek(fp, (long)((page - 1) * page_size), SEEK_SET), 0);
+        assert_int_equal(fwrite(junk, 1, (size_t)page_size, fp), (size_t)page_size);
+        assert_int_equal(fclose(fp), 0);
+}
+
+/* A damaged page of the keys table: kms_store_check names the table and
+ * says corrupt; kms_store_strerror says corrupt for what a read returns. */
+static void test_check_corrupt_keys(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record *got = NULL;
+        char err[512] = "";
+        int64_t root, page_size;
+        int r;
+
+        insert(f->store, "check/b", 0x72);
+        kms_store_close(f->store); /* checkpoints the WAL into the file */
+        f->store = NULL;
+        root = sql_int(f->path, "SELECT rootpage FROM sqlite_schema WHERE name = 'keys'");
+        page_size = sql_int(f->path, "PRAGMA page_size");
+        damage_page(f->path, root, page_size);
+
+        assert_int_equal(kms_store_open(f->path, &f->store), 0);
+        r = kms_store_check(f->store, err, sizeof(err));
+        assert_int_equal(r, KMS_E_STORE);
+        assert_non_null(strstr(err, "table 'keys'"));
+        assert_non_null(strstr(err, "corrupt"));
+        assert_null(strchr(err, '\n'));
+
+        r = kms_store_key_get(f->store, "check/b", false, &got);
+        assert_int_equal(r, KMS_E_STORE);
+        assert_null(got);
+        assert_non_null(strstr(kms_store_strerror(r), "corrupt"));
+}
+
+/* A file that is not a database at all: kms_store_open fails, and the
+ * sentence says so instead of "State not recoverable". */
+static void test_open_not_a_database(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_store *s = NULL;
+        char path[160];
+        FILE *fp;
+        int r;
+
+        snprintf(path, sizeof(path), "%s/garbage.db", f->dir);
+        fp = fopen(path, "wb");
+        assert_non_null(fp);
+        for (int i = 0; i < 8192; i++)
+                fputc(0x5a, fp);
+        assert_int_equal(fclose(fp), 0);
+        r = kms_store_open(path, &s);
+        unlink(path);
+        assert_true(r < 0);
+        assert_null(s);
+        assert_non_null(strstr(kms_store_strerror(r), "corrupt"));
+}
+
+/* The sentences for the errno values the store returns, and a write to a
+ * connection that may not write: -EROFS, said as read-only. */
+static void test_strerror(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        uint8_t spki[91];
+        int r;
+
+        assert_non_null(strstr(kms_store_strerror(-ENOSPC), "full"));
+        assert_non_null(strstr(kms_store_strerror(-EROFS), "read-only"));
+        assert_non_null(strstr(kms_store_strerror(-EBUSY), "busy"));
+        assert_non_null(strstr(kms_store_strerror(-EPROTO), "newer kmsd"));
+        assert_non_null(kms_store_strerror(-ENOENT));
+        /* query_only: SQLite refuses writes as on a read-only file (which
+         * root, who runs these tests, could write anyway). */
+        assert_int_equal(kms_store_exec(f->store, "PRAGMA query_only = 1"), 0);
+        make_key("check/ro", &k, &v, spki, sizeof(spki), 0x73);
+        r = kms_store_key_insert(f->store, &k, &v, NULL, NULL, NULL);
+        assert_int_equal(r, -EROFS);
+        assert_non_null(strstr(kms_store_strerror(r), "read-only"));
+        assert_int_equal(kms_store_exec(f->store, "PRAGMA query_only = 0"), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -524,7 +736,9 @@ int main(void)
                 T(test_schema),     T(test_open_fails),   T(test_insert_get),          T(test_duplicate), T(test_limits),
                 T(test_get_missing), T(test_list_sorted), T(test_list_empty),          T(test_count),
                 T(test_set_state_destroyed), T(test_get_version), T(test_add_uses), T(test_revoke_versions), T(test_reopen_persists),
-                T(test_two_connections),
+                T(test_two_connections), T(test_check_sound), T(test_check_corrupt_keys), T(test_open_not_a_database),
+                T(test_strerror),
+                T(test_state_cas), T(test_version_add_expected), T(test_pending_records),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
