@@ -1,8 +1,11 @@
 /* The bus thread: connect, own org.kmsd.KeyManager1, and run the one
- * poll() loop that reads requests, checks each against the method table,
- * identifies the caller, parses and validates the arguments, and queues
- * it for the workers. Workers send their replies themselves; libdbus
- * wakes this loop (wakeup_main) when a queued write has to wait. */
+ * poll() loop that reads requests, refuses oversized ones, identifies the
+ * caller (caller.c, without waiting: the request waits, parked, not this
+ * thread), checks each against the method table, parses and validates
+ * the arguments, and queues it for the workers. Workers send their
+ * replies themselves; libdbus wakes this loop (wakeup_main) when a queued
+ * write has to wait. The loop also runs libdbus's timeouts (those of the
+ * identification questions). */
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,10 +18,31 @@
 #include "kms-bus.h"
 #include "kms-error.h"
 #include "kms-log.h"
+#include "kms-util.h"
 #include "notify.h"
 #include "refusal.h"
 
+/* A request's arguments may be max_message_bytes of data and this much
+ * more (names, options, a Seal's aad of up to 64 KiB, a peer key, salt
+ * and info): a body past that is refused before the caller is
+ * identified, since every parser would refuse it too. */
+#define KMS_BUS_BODY_MARGIN (128u * 1024u)
+/* Values counted in one body before it is refused as too large (a{sv}
+ * holds at most KMS_MAX_OPTIONS entries): bounds the walk. */
+#define KMS_BUS_MAX_BODY_VALUES 4096u
+/* libdbus timeouts held at once: one per identification in flight,
+ * which caller.c caps at 2048. */
+#define KMS_BUS_MAX_TIMERS 4096u
+
 extern const char *const kms_introspect_xml;
+
+struct kms_bus_timers {
+        struct {
+                DBusTimeout *timeout;
+                uint64_t due_ms; /* monotonic; set when added or enabled */
+        } v[KMS_BUS_MAX_TIMERS];
+        unsigned n;
+};
 
 static void wake(struct kms_daemon *d)
 {
@@ -103,16 +127,103 @@ static void toggle_watch(DBusWatch *w, void *data)
         wake(data);
 }
 
-/* kmsd makes no asynchronous calls of its own (the blocking ones run
- * their own loop), so timeouts need no timer; libdbus still wants the
- * hooks set when watches are. */
+/* libdbus's timeouts: a pending call's (caller.c's questions to the bus
+ * daemon) is added when the call is sent and removed when its reply is
+ * in. A list under watch_lock (libdbus may call these from any thread
+ * that holds the connection); the loop polls until the earliest one and
+ * calls dbus_timeout_handle() when it is due. */
+static int timer_find(struct kms_bus_timers *ts, DBusTimeout *t)
+{
+        for (unsigned i = 0; ts && i < ts->n; i++)
+                if (ts->v[i].timeout == t)
+                        return (int)i;
+        return -1;
+}
+
 static dbus_bool_t add_timeout(DBusTimeout *t, void *data)
 {
-        return TRUE;
+        struct kms_daemon *d = data;
+        dbus_bool_t ok = FALSE;
+
+        pthread_mutex_lock(&d->watch_lock);
+        if (!d->timers)
+                d->timers = calloc(1, sizeof(*d->timers));
+        if (d->timers && d->timers->n < KMS_BUS_MAX_TIMERS) {
+                d->timers->v[d->timers->n].timeout = t;
+                d->timers->v[d->timers->n++].due_ms = kms_now_mono_ms() + (uint64_t)dbus_timeout_get_interval(t);
+                ok = TRUE;
+        }
+        pthread_mutex_unlock(&d->watch_lock);
+        wake(d);
+        return ok;
 }
 
 static void remove_timeout(DBusTimeout *t, void *data)
 {
+        struct kms_daemon *d = data;
+        int i;
+
+        pthread_mutex_lock(&d->watch_lock);
+        if ((i = timer_find(d->timers, t)) >= 0)
+                d->timers->v[i] = d->timers->v[--d->timers->n];
+        pthread_mutex_unlock(&d->watch_lock);
+}
+
+static void toggle_timeout(DBusTimeout *t, void *data)
+{
+        struct kms_daemon *d = data;
+        int i;
+
+        pthread_mutex_lock(&d->watch_lock);
+        if ((i = timer_find(d->timers, t)) >= 0 && dbus_timeout_get_enabled(t))
+                d->timers->v[i].due_ms = kms_now_mono_ms() + (uint64_t)dbus_timeout_get_interval(t);
+        pthread_mutex_unlock(&d->watch_lock);
+        wake(d);
+}
+
+/* Milliseconds until the earliest enabled timeout, -1 if none. */
+static int timers_next_due(struct kms_daemon *d)
+{
+        struct kms_bus_timers *ts = d->timers;
+        uint64_t now = kms_now_mono_ms(), next = UINT64_MAX;
+
+        pthread_mutex_lock(&d->watch_lock);
+        for (unsigned i = 0; ts && i < ts->n; i++)
+                if (dbus_timeout_get_enabled(ts->v[i].timeout) && ts->v[i].due_ms < next)
+                        next = ts->v[i].due_ms;
+        pthread_mutex_unlock(&d->watch_lock);
+        if (next == UINT64_MAX)
+                return -1;
+        return next <= now ? 0 : (int)(next - now);
+}
+
+/* Handles the timeouts that are due, each once. A libdbus timeout
+ * repeats until removed, so each is set to its next interval first; a
+ * pending call's removes itself (and queues its NoReply error, which the
+ * next dispatch delivers). dbus_timeout_handle() takes the connection's
+ * lock and calls remove_timeout(): called without watch_lock. */
+static void timers_run(struct kms_daemon *d)
+{
+        const uint64_t now = kms_now_mono_ms();
+
+        for (;;) {
+                struct kms_bus_timers *ts = d->timers;
+                DBusTimeout *due = NULL;
+
+                pthread_mutex_lock(&d->watch_lock);
+                for (unsigned i = 0; ts && i < ts->n && !due; i++) {
+                        int interval = dbus_timeout_get_interval(ts->v[i].timeout);
+
+                        if (dbus_timeout_get_enabled(ts->v[i].timeout) && ts->v[i].due_ms <= now) {
+                                due = ts->v[i].timeout;
+                                ts->v[i].due_ms = now + (uint64_t)(interval > 0 ? interval : 1);
+                        }
+                }
+                pthread_mutex_unlock(&d->watch_lock);
+                if (!due)
+                        return;
+                dbus_timeout_handle(due);
+        }
 }
 
 static DBusHandlerResult reply_error(DBusConnection *c, DBusMessage *m, const char *name, const char *fmt, ...)
@@ -176,56 +287,145 @@ static DBusHandlerResult refuse(struct kms_daemon *d, DBusConnection *c, DBusMes
         return reply_error(c, m, error, "%s", msg);
 }
 
-/* identify → check → parse → decide (access.c, with the key's owner from
- * the bus thread's own store connection) → queue. A denied request never
- * reaches a worker or the token. */
+/* The size of a message's arguments, about: the wire sizes of its
+ * values, strings with their NUL, no padding. A fixed array counts in
+ * O(1), so the walk costs one step per value, not per byte, and copies
+ * nothing (libdbus has no call for a received message's size, and
+ * dbus_message_marshal would copy it). */
+struct body_walk {
+        uint64_t bytes;
+        unsigned values;
+};
 
-static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, void *data)
+static unsigned wire_size(int type)
 {
-        struct kms_daemon *d = data;
+        if (type == DBUS_TYPE_BYTE)
+                return 1;
+        if (type == DBUS_TYPE_INT16 || type == DBUS_TYPE_UINT16)
+                return 2;
+        if (type == DBUS_TYPE_INT64 || type == DBUS_TYPE_UINT64 || type == DBUS_TYPE_DOUBLE)
+                return 8;
+        return 4; /* boolean, int32, uint32, unix fd */
+}
+
+/* false once more than KMS_BUS_MAX_BODY_VALUES values were seen. */
+static bool walk_body(DBusMessageIter *it, struct body_walk *w)
+{
+        int type;
+
+        for (; (type = dbus_message_iter_get_arg_type(it)) != DBUS_TYPE_INVALID; dbus_message_iter_next(it)) {
+                DBusMessageIter sub;
+
+                if (++w->values > KMS_BUS_MAX_BODY_VALUES)
+                        return false;
+                if (type == DBUS_TYPE_ARRAY) {
+                        int elem = dbus_message_iter_get_element_type(it);
+
+                        dbus_message_iter_recurse(it, &sub);
+                        /* libdbus aborts on a fixed array of unix fds:
+                         * those are walked one by one. */
+                        if (dbus_type_is_fixed(elem) && elem != DBUS_TYPE_UNIX_FD) {
+                                const void *values;
+                                int n = 0;
+
+                                dbus_message_iter_get_fixed_array(&sub, &values, &n);
+                                w->bytes += (uint64_t)(n > 0 ? n : 0) * wire_size(elem);
+                        } else if (!walk_body(&sub, w))
+                                return false;
+                } else if (dbus_type_is_container(type)) { /* struct, dict entry, variant */
+                        dbus_message_iter_recurse(it, &sub);
+                        if (!walk_body(&sub, w))
+                                return false;
+                } else if (type == DBUS_TYPE_STRING || type == DBUS_TYPE_OBJECT_PATH || type == DBUS_TYPE_SIGNATURE) {
+                        const char *str;
+
+                        dbus_message_iter_get_basic(it, &str);
+                        w->bytes += strlen(str) + 1;
+                } else
+                        w->bytes += wire_size(type);
+        }
+        return true;
+}
+
+/* m's body size as walk_body counts it, in *ret_bytes; false when it is
+ * over max_message_bytes + KMS_BUS_BODY_MARGIN or has too many values
+ * (errmsg says which). */
+static bool body_fits(struct kms_daemon *d, DBusMessage *m, size_t *ret_bytes, char *errmsg, size_t errlen)
+{
+        const uint64_t limit = d->cfg.max_message_bytes + KMS_BUS_BODY_MARGIN;
+        struct body_walk w = { 0 };
+        DBusMessageIter it;
+
+        *ret_bytes = 0;
+        if (dbus_message_iter_init(m, &it) && !walk_body(&it, &w)) {
+                snprintf(errmsg, errlen, "the request holds more than %u values; kmsd takes no request that large",
+                         KMS_BUS_MAX_BODY_VALUES);
+                return false;
+        }
+        if (w.bytes > limit) {
+                snprintf(errmsg, errlen,
+                         "the request's arguments are %llu bytes, more than the limit of %llu (max_message_bytes "
+                         "%llu and %u for the other arguments)",
+                         (unsigned long long)w.bytes, (unsigned long long)limit,
+                         (unsigned long long)d->cfg.max_message_bytes, KMS_BUS_BODY_MARGIN);
+                return false;
+        }
+        *ret_bytes = (size_t)w.bytes;
+        return true;
+}
+
+/* A refusal before the caller is known (too large, not identified,
+ * shutting down): counted for the sender's uid when the cache knows it
+ * already, else in refusal.c's one bucket for unidentified callers
+ * (uid -1), whatever the bus name: each fresh connection has a new name,
+ * so a bucket per name would give each a fresh burst of records. */
+static DBusHandlerResult refuse_early(struct kms_daemon *d, DBusMessage *m, const char *error, const char *msg,
+                                      const char *why)
+{
+        const char *sender = dbus_message_get_sender(m);
+        const char *member = dbus_message_get_member(m);
+        struct kms_caller caller;
+        char line[KMS_ERRMSG_MAX];
+        bool known = kms_caller_peek(d, sender, &caller) == 0;
+
+        snprintf(line, sizeof(line), "refused %s from %s (%s): %s", member ? member : "?",
+                 sender ? sender : "(no sender)", known ? "identified" : "not identified", why);
+        return refuse(d, d->conn, m, known ? &caller : NULL, NULL, NULL, error, msg, line);
+}
+
+/* check → parse → decide (access.c, with the key's owner from the bus
+ * thread's own store connection) → queue, for a message whose sender is
+ * identified (caller). A denied request never reaches a worker or the
+ * token. */
+static DBusHandlerResult handle_call(struct kms_daemon *d, DBusConnection *c, DBusMessage *m,
+                                     const struct kms_caller *caller)
+{
         const char *iface = dbus_message_get_interface(m);
         const char *member = dbus_message_get_member(m);
         const struct kms_method *method;
         struct kms_request *req;
-        struct kms_caller caller;
         char errmsg[KMS_ERRMSG_MAX] = "";
         int r;
 
-        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !member)
-                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
-        /* Introspection describes the interface; it is not an operation of
-         * kmsd and is not audited. */
-        if (iface && strcmp(iface, DBUS_INTERFACE_INTROSPECTABLE) == 0 && strcmp(member, "Introspect") == 0)
-                return handle_introspect(c, m);
-
-        r = kms_caller_lookup(d, dbus_message_get_sender(m), &caller);
-        if (r < 0) {
-                char line[KMS_ERRMSG_MAX];
-
-                snprintf(line, sizeof(line), "refused %s: cannot identify the caller %s", member,
-                         dbus_message_get_sender(m) ? dbus_message_get_sender(m) : "(no sender)");
-                snprintf(errmsg, sizeof(errmsg), "kmsd cannot identify the caller (%s)", strerror(-r));
-                return refuse(d, c, m, NULL, NULL, "policy_denied", KMS_ERROR_ACCESS_DENIED, errmsg, line);
-        }
         if (iface && strcmp(iface, KMS_BUS_INTERFACE) != 0) {
                 snprintf(errmsg, sizeof(errmsg), "unknown interface '%.100s'", iface);
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg, NULL);
+                return refuse(d, c, m, caller, NULL, NULL, DBUS_ERROR_UNKNOWN_INTERFACE, errmsg, NULL);
         }
         method = kms_registry_find(&d->registry, member);
         if (!method) {
                 snprintf(errmsg, sizeof(errmsg), "unknown method '%.100s' of %s", member, KMS_BUS_INTERFACE);
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg, NULL);
+                return refuse(d, c, m, caller, NULL, NULL, DBUS_ERROR_UNKNOWN_METHOD, errmsg, NULL);
         }
         if (!dbus_message_has_signature(m, method->signature)) {
                 snprintf(errmsg, sizeof(errmsg), "%s takes (%s), not (%.100s)", member, method->signature,
                          dbus_message_get_signature(m));
-                return refuse(d, c, m, &caller, NULL, NULL, DBUS_ERROR_INVALID_ARGS, errmsg, NULL);
+                return refuse(d, c, m, caller, NULL, NULL, DBUS_ERROR_INVALID_ARGS, errmsg, NULL);
         }
         if (atomic_load(&d->stopping))
-                return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_SHUTTING_DOWN,
+                return refuse(d, c, m, caller, NULL, NULL, KMS_ERROR_SHUTTING_DOWN,
                               "kmsd is shutting down; retry when it is back", NULL);
         if (kms_audit_refusing(d))
-                return refuse(d, c, m, &caller, NULL, NULL, KMS_ERROR_AUDIT_FAILURE,
+                return refuse(d, c, m, caller, NULL, NULL, KMS_ERROR_AUDIT_FAILURE,
                               "the audit log cannot be written, so kmsd refuses requests (failure = closed); see "
                               "kmsd's log",
                               NULL);
@@ -238,7 +438,7 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
         req->algorithm = KMS_ALG_INVALID;
         req->hash = KMS_HASH_INVALID;
         req->padding = KMS_PAD_INVALID;
-        req->caller = caller;
+        req->caller = *caller;
 
         r = method->parse(d, req, errmsg, sizeof(errmsg));
         /* Decided here, before any backend work: a denied request never
@@ -266,6 +466,70 @@ static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, voi
                 return h;
         }
         return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+/* A parked message's turn (caller.c, from the dispatch of the bus
+ * daemon's answer or of its timeout, or at shutdown). An identification
+ * that failed or timed out is Busy, never AccessDenied: nothing was
+ * decided about the caller, and a retry may well be identified. */
+static void identified(struct kms_daemon *d, DBusMessage *m, const struct kms_caller *caller, int r)
+{
+        DBusHandlerResult h;
+        char why[128];
+
+        if (caller)
+                h = handle_call(d, d->conn, m, caller);
+        else if (r == -ESHUTDOWN)
+                h = refuse_early(d, m, KMS_ERROR_SHUTTING_DOWN, "kmsd is shutting down; retry when it is back",
+                                 "shutting down before the caller was identified");
+        else {
+                snprintf(why, sizeof(why), "could not identify the caller (%s)",
+                         r == -ETIMEDOUT ? "no answer from the bus daemon in time" : strerror(-r));
+                h = refuse_early(d, m, KMS_ERROR_BUSY, "kmsd could not identify the caller in time; retry", why);
+        }
+        if (h == DBUS_HANDLER_RESULT_NEED_MEMORY)
+                log_error("out of memory: a %s request from %s got no answer", dbus_message_get_member(m),
+                          dbus_message_get_sender(m));
+}
+
+/* size → identify (parks m unless its sender is known) → handle_call. */
+static DBusHandlerResult message_function(DBusConnection *c, DBusMessage *m, void *data)
+{
+        struct kms_daemon *d = data;
+        const char *iface = dbus_message_get_interface(m);
+        const char *member = dbus_message_get_member(m);
+        char errmsg[KMS_ERRMSG_MAX] = "";
+        struct kms_caller caller;
+        size_t bytes;
+        int r;
+
+        if (dbus_message_get_type(m) != DBUS_MESSAGE_TYPE_METHOD_CALL || !member)
+                return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+        /* First, before anything costs more than a walk over the values:
+         * a body no parser would take is refused at once. */
+        if (!body_fits(d, m, &bytes, errmsg, sizeof(errmsg)))
+                return refuse_early(d, m, KMS_ERROR_LIMIT_EXCEEDED, errmsg, errmsg);
+        /* Introspection describes the interface; it is not an operation of
+         * kmsd and is not audited. */
+        if (iface && strcmp(iface, DBUS_INTERFACE_INTROSPECTABLE) == 0 && strcmp(member, "Introspect") == 0)
+                return handle_introspect(c, m);
+        /* Stopping: no new question to the bus daemon; a known caller
+         * gets the same answer from handle_call(). */
+        if (atomic_load(&d->stopping) && kms_caller_peek(d, dbus_message_get_sender(m), &caller) < 0)
+                return refuse_early(d, m, KMS_ERROR_SHUTTING_DOWN, "kmsd is shutting down; retry when it is back",
+                                    "shutting down");
+
+        r = kms_caller_identify(d, m, bytes, identified, &caller);
+        if (r == 0)
+                return handle_call(d, c, m, &caller);
+        if (r > 0)
+                return DBUS_HANDLER_RESULT_HANDLED; /* parked: identified() runs for it */
+        if (r == -EBUSY)
+                return refuse_early(d, m, KMS_ERROR_BUSY,
+                                    "kmsd has too many requests waiting for their callers to be identified; retry",
+                                    "too many requests waiting for identification");
+        snprintf(errmsg, sizeof(errmsg), "could not ask the bus daemon who the caller is (%s)", strerror(-r));
+        return refuse_early(d, m, KMS_ERROR_BUSY, "kmsd could not identify the caller in time; retry", errmsg);
 }
 
 static DBusHandlerResult filter(DBusConnection *c, DBusMessage *m, void *data)
@@ -337,7 +601,7 @@ int kms_bus_open(struct kms_daemon *d, char *errbuf, size_t errlen)
                 return -ENOMEM;
         }
         if (!dbus_connection_set_watch_functions(d->conn, add_watch, remove_watch, toggle_watch, d, NULL) ||
-            !dbus_connection_set_timeout_functions(d->conn, add_timeout, remove_timeout, NULL, d, NULL)) {
+            !dbus_connection_set_timeout_functions(d->conn, add_timeout, remove_timeout, toggle_timeout, d, NULL)) {
                 snprintf(errbuf, errlen, "out of memory setting up the bus loop");
                 return -ENOMEM;
         }
@@ -403,6 +667,17 @@ static void handle_signal(struct kms_daemon *d)
         }
 }
 
+/* poll()'s timeout: the earliest of libdbus's next timeout and the next
+ * refusal summary, -1 for none. */
+static int poll_timeout(struct kms_daemon *d)
+{
+        int a = timers_next_due(d), b = kms_refusal_next_due(d);
+
+        if (a < 0)
+                return b;
+        return b < 0 || a < b ? a : b;
+}
+
 int kms_bus_run(struct kms_daemon *d)
 {
         struct pollfd fds[2 + ELEMENTSOF(d->watches)];
@@ -433,8 +708,9 @@ int kms_bus_run(struct kms_daemon *d)
                 }
                 pthread_mutex_unlock(&d->watch_lock);
 
-                /* Wake for the next summary of suppressed refusals too. */
-                if (poll(fds, n, kms_refusal_next_due(d)) < 0) {
+                /* Wake for libdbus's next timeout (an identification's)
+                 * and the next summary of suppressed refusals too. */
+                if (poll(fds, n, poll_timeout(d)) < 0) {
                         if (errno == EINTR)
                                 continue;
                         log_error("poll: %s", strerror(errno));
@@ -462,6 +738,7 @@ int kms_bus_run(struct kms_daemon *d)
                         if (watch_registered(d, ws[i]))
                                 dbus_watch_handle(ws[i], flags);
                 }
+                timers_run(d);
                 dispatch_all(d);
                 kms_refusal_flush(d, false);
         }
@@ -480,6 +757,9 @@ int kms_bus_run(struct kms_daemon *d)
                 }
                 dispatch_all(d);
         }
+        /* Requests still waiting for their caller's identity get
+         * ShuttingDown as well; their questions are cancelled. */
+        kms_caller_drain(d, -ESHUTDOWN);
         /* The audit writer still runs: what was suppressed is counted in
          * the log before kmsd goes. */
         kms_refusal_flush(d, true);
@@ -492,10 +772,14 @@ void kms_bus_close(struct kms_daemon *d)
                 return;
         kms_audit_set_sender(&d->audit, NULL, NULL);
         kms_refusal_free(d);
+        /* Pending calls hold the connection: cancelled before it goes. */
+        kms_caller_cache_free(d);
         if (dbus_connection_get_is_connected(d->conn)) {
                 dbus_connection_flush(d->conn);
                 dbus_connection_close(d->conn);
         }
         dbus_connection_unref(d->conn);
         d->conn = NULL;
+        free(d->timers);
+        d->timers = NULL;
 }
