@@ -1,5 +1,6 @@
 /* kmsctl key revoked [--json]: ListRevoked, the revocation list (name,
- * version, time, reason, fingerprint, note). */
+ * version, time, reason, fingerprint, note). kmsd answers in pages
+ * (docs/dbus-api.md, ListRevoked); kmsctl reads them all, then prints. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,55 +63,127 @@ static void print_text_entry(const struct revocation *v, int wname)
                v->fingerprint, kmsctl_printable(v->note, note, sizeof(note)));
 }
 
-/* Walk the aa{sv} twice: once for the widest name, once to print. */
-static int print_text(DBusMessageIter *list)
+static void print_text(const struct revocation *v, size_t n)
 {
-        DBusMessageIter it = *list;
-        struct revocation v;
         int wname = (int)strlen("NAME");
 
-        for (; dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_ARRAY; dbus_message_iter_next(&it)) {
-                if (read_revocation(&it, &v) < 0)
-                        return KMS_EXIT_FAILURE;
-                if ((int)strlen(v.name) > wname)
-                        wname = (int)strlen(v.name);
-        }
+        for (size_t i = 0; i < n; i++)
+                if ((int)strlen(v[i].name) > wname)
+                        wname = (int)strlen(v[i].name);
         printf("%-*s  %7s  %-20s  %-11s  %-64s  %s\n", wname, "NAME", "VERSION", "REVOKED", "REASON", "FINGERPRINT",
                "NOTE");
-        for (it = *list; dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_ARRAY; dbus_message_iter_next(&it)) {
-                if (read_revocation(&it, &v) < 0)
-                        return KMS_EXIT_FAILURE;
-                print_text_entry(&v, wname);
-        }
-        return KMS_EXIT_OK;
+        for (size_t i = 0; i < n; i++)
+                print_text_entry(&v[i], wname);
 }
 
-static int print_json(DBusMessageIter *list)
+static void print_json(const struct revocation *v, size_t n)
 {
         struct kmsctl_json j;
-        struct revocation v;
-        DBusMessageIter it;
 
-        /* Read everything first, so a bad reply prints no half document. */
-        for (it = *list; dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_ARRAY; dbus_message_iter_next(&it))
-                if (read_revocation(&it, &v) < 0)
-                        return KMS_EXIT_FAILURE;
         kmsctl_json_init(&j, stdout);
         kmsctl_json_begin_array(&j);
-        for (it = *list; dbus_message_iter_get_arg_type(&it) == DBUS_TYPE_ARRAY; dbus_message_iter_next(&it)) {
-                (void)read_revocation(&it, &v);
-                print_json_entry(&j, &v);
-        }
+        for (size_t i = 0; i < n; i++)
+                print_json_entry(&j, &v[i]);
         kmsctl_json_end_array(&j);
-        return KMS_EXIT_OK;
 }
 
-static int print_list(DBusMessageIter *list, bool json)
+/* Entries per ListRevoked call: kmsd's default page. */
+#define KMSCTL_REVOKED_PAGE 1000u
+
+/* Append the entries of one reply to *v; *ret_page: how many it held.
+ * Names come after `after` and in order (a key's versions together).
+ * Everything is read before anything is printed, so a bad reply prints
+ * no half list. Returns 0 or a negative errno (printed). */
+static int read_page(DBusMessageIter *it, const char *after, struct revocation **v, size_t *n, size_t *ret_page)
 {
-        return json ? print_json(list) : print_text(list);
+        DBusMessageIter list;
+        size_t page = 0;
+        int r;
+
+        r = kmsctl_array_open(it, "a{sv}", &list);
+        for (; r >= 0 && dbus_message_iter_get_arg_type(&list) == DBUS_TYPE_ARRAY; dbus_message_iter_next(&list)) {
+                struct revocation *p = realloc(*v, (*n + 1) * sizeof(*p));
+                int c;
+
+                if (!p) {
+                        fprintf(stderr, "kmsctl: out of memory\n");
+                        return -ENOMEM;
+                }
+                *v = p;
+                r = read_revocation(&list, &p[*n]);
+                if (r < 0)
+                        break;
+                c = strcmp(p[*n].name, page ? p[*n - 1].name : after);
+                if (c < 0 || (c == 0 && !page)) {
+                        fprintf(stderr, "kmsctl: kmsd's reply is not in name order at '%s'\n", p[*n].name);
+                        return -EBADMSG;
+                }
+                (*n)++;
+                page++;
+        }
+        *ret_page = page;
+        return r;
 }
 
 int kmsctl_key_revoked_main(const struct kmsctl_command *cmd, int argc, char **argv)
 {
-        return kmsctl_list_main(cmd, argc, argv, "ListRevoked", NULL, print_list);
+        static const struct option options[] = {
+                {"json", no_argument, NULL, 'j'},
+                {},
+        };
+        DBusMessage **replies = NULL;
+        size_t n_replies = 0, n = 0;
+        struct revocation *v = NULL;
+        bool json = false;
+        int r, ret = KMS_EXIT_FAILURE;
+
+        r = kmsctl_parse_args(cmd, argc, argv, options, kmsctl_json_option, &json, 0, NULL);
+        if (r != KMSCTL_CONTINUE)
+                return r;
+        for (;;) {
+                _cleanup_(dbus_message_unrefp) DBusMessage *m = NULL, *reply = NULL;
+                const char *after = n ? v[n - 1].name : "";
+                const struct kmsctl_bus_option opts[] = {
+                        {.key = "limit", .type = DBUS_TYPE_UINT32, .set = true, .u = KMSCTL_REVOKED_PAGE},
+                        {.key = "after", .type = DBUS_TYPE_STRING, .set = n > 0, .s = after},
+                };
+                DBusMessage **more;
+                DBusMessageIter it;
+                size_t page = 0;
+
+                m = kmsctl_bus_new_call("ListRevoked", &it);
+                if (!m || kmsctl_append_options(&it, opts, ELEMENTSOF(opts)) < 0) {
+                        ret = kmsctl_log_oom();
+                        goto out;
+                }
+                r = kmsctl_bus_call(m, "aa{sv}", NULL, &reply);
+                if (r != KMS_EXIT_OK) {
+                        ret = r;
+                        goto out;
+                }
+                more = realloc(replies, (n_replies + 1) * sizeof(*more));
+                if (!more) {
+                        ret = kmsctl_log_oom();
+                        goto out;
+                }
+                replies = more;
+                replies[n_replies++] = TAKE_PTR(reply);
+                dbus_message_iter_init(replies[n_replies - 1], &it);
+                if (read_page(&it, after, &v, &n, &page) < 0)
+                        goto out;
+                /* A key's revocations are never split: a short page is the last. */
+                if (page < KMSCTL_REVOKED_PAGE)
+                        break;
+        }
+        if (json)
+                print_json(v, n);
+        else
+                print_text(v, n);
+        ret = KMS_EXIT_OK;
+out:
+        free(v);
+        for (size_t i = 0; i < n_replies; i++)
+                dbus_message_unref(replies[i]);
+        free(replies);
+        return ret;
 }

@@ -101,6 +101,14 @@ static int handler(void *user, const char *section, const char *name, const char
                 r = set_u64(ctx, name, value, 1, KMS_MAX_KEYS, &v);
                 if (r >= 0)
                         c->max_keys = (unsigned)v;
+        } else if (IS("limits", "min_rotate_every")) {
+                r = set_u64(ctx, name, value, 1, KMS_MIN_ROTATE_EVERY_CEILING, &v);
+                if (r >= 0)
+                        c->min_rotate_every = v;
+        } else if (IS("limits", "max_versions_kept")) {
+                r = set_u64(ctx, name, value, 1, KMS_MAX_VERSIONS, &v);
+                if (r >= 0)
+                        c->max_versions_kept = (unsigned)v;
         } else if (IS("pkcs11", "module")) {
                 r = set_string(&c->pkcs11_module, value);
         } else if (IS("pkcs11", "token_label")) {
@@ -199,6 +207,8 @@ int kms_config_init(struct kms_config *c)
         c->max_message_bytes = KMS_DEFAULT_MAX_MESSAGE_BYTES;
         c->max_pending = 1024;
         c->max_keys = KMS_MAX_KEYS;
+        c->min_rotate_every = KMS_DEFAULT_MIN_ROTATE_EVERY;
+        c->max_versions_kept = KMS_DEFAULT_MAX_VERSIONS_KEPT;
         c->bus = strdup("system");
         c->state_dir = strdup("/var/lib/kmsd");
         c->pkcs11_module = strdup("/usr/lib/softhsm/libsofthsm2.so");

@@ -17,6 +17,8 @@ struct kms_config {
         uint64_t max_message_bytes;
         unsigned max_pending;
         unsigned max_keys;
+        uint64_t min_rotate_every; /* [limits] shortest rotate_every accepted, seconds */
+        unsigned max_versions_kept; /* [limits] most usable versions a key keeps (keep_versions 0 included) */
         char *pkcs11_module;
         char *token_label;
         char *token_serial;
@@ -38,6 +40,12 @@ struct kms_config {
 #define KMS_DEFAULT_CONFIG_FILE "/etc/kmsd/kmsd.conf"
 #define KMS_MAX_WORKERS 64u
 #define KMS_MAX_PENDING_CEILING 65536u
+/* [limits] min_rotate_every: an hour unless kmsd.conf says otherwise; at
+ * most a year (a longer minimum would forbid periods people use). */
+#define KMS_DEFAULT_MIN_ROTATE_EVERY 3600u
+#define KMS_MIN_ROTATE_EVERY_CEILING 31536000u
+/* [limits] max_versions_kept (at most KMS_MAX_VERSIONS). */
+#define KMS_DEFAULT_MAX_VERSIONS_KEPT 100u
 
 /* Fill c with the built-in defaults (all strings allocated). */
 int kms_config_init(struct kms_config *c);

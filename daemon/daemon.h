@@ -31,12 +31,15 @@
 #define KMS_MAX_KEY_NAMES_PER_OWNER 10000u           /* keys including tombstones, per owner */
 #define KMS_PENDING_SHARE_PER_CALLER 4u              /* one non-root uid may fill 1/4 of max_pending */
 #define KMS_MAX_PENDING_BYTES_PER_UID (32u * 1024u * 1024u) /* payload bytes queued for one non-root uid */
+#define KMS_LIST_MAX_LIMIT 5000u                     /* ListKeys, ListRevoked: most entries in one reply */
+#define KMS_LIST_DEFAULT_LIMIT 1000u                 /* ... when the option limit is not given */
 #define KMS_ERRMSG_MAX 512u
 
 struct kms_daemon;
 struct kms_worker;
 struct kms_method;
 struct kms_refusals;
+struct kms_bus_timers;
 
 /* Per-key locks (keylock.c). */
 #define KMS_KEY_LOCK_STRIPES 256u
@@ -108,10 +111,12 @@ struct kms_request {
         uint64_t ttl, max_messages;
         char session_id[40];
 
-        /* ExportAudit */
+        /* ExportAudit; limit also for ListKeys, ListRevoked */
         uint64_t from_seq, to_seq;
         int64_t since_ms, until_ms;
         uint32_t last, limit;
+        /* ListKeys, ListRevoked: only names after this one ("" none) */
+        char list_after[KMS_MAX_KEY_NAME + 1];
 
         /* CheckPolicy */
         char check_user[64];
@@ -186,6 +191,10 @@ struct kms_scheduler {
         pthread_cond_t cond;
         pthread_t thread;
         bool started, stopping, poked;
+        /* The work it queued that has not finished, and the failed work
+         * waiting for its retry (scheduler.c); under lock. */
+        struct kms_scheduled *tracked;
+        unsigned n_tracked, max_running;
 };
 
 struct kms_daemon {
@@ -202,6 +211,7 @@ struct kms_daemon {
         pthread_mutex_t watch_lock;
         DBusWatch *watches[8];
         unsigned n_watches;
+        struct kms_bus_timers *timers; /* libdbus's timeouts (bus.c), under watch_lock */
         struct kms_pool pool;
         struct kms_usage_counter usage;
         struct kms_key_cache key_cache;
@@ -299,6 +309,9 @@ void kms_usage_free(struct kms_usage_counter *u);
 int kms_scheduler_start(struct kms_daemon *d);
 /* Something changed (a commit): recompute the next due time. */
 void kms_scheduler_poke(struct kms_daemon *d);
+/* The internal request the scheduler may have queued for key name ran
+ * (ok: it did not fail): its slot is free; a failure is retried later. */
+void kms_scheduler_done(struct kms_daemon *d, const char *name, bool ok);
 void kms_scheduler_stop(struct kms_daemon *d);
 
 /* backend.c: the backends of d, key generation slots. */
@@ -307,8 +320,26 @@ void kms_scheduler_stop(struct kms_daemon *d);
 int kms_generation_begin(struct kms_daemon *d, char *errmsg, size_t errlen);
 void kms_generation_end(struct kms_daemon *d);
 
-/* caller.c: identity of a bus peer, from the bus daemon. */
-int kms_caller_lookup(struct kms_daemon *d, const char *sender, struct kms_caller *ret);
+/* caller.c: identity of a bus peer, from the bus daemon, asked without
+ * waiting; bus thread only. */
+/* A parked message's turn: caller is its sender (r 0), or NULL when it
+ * could not be identified (r: -ETIMEDOUT, -ESRCH, -EPROTO) or kmsd stops
+ * (the r given to kms_caller_drain). m is borrowed. */
+typedef void (*kms_caller_ready_fn)(struct kms_daemon *d, DBusMessage *m, const struct kms_caller *caller, int r);
+/* m's sender: 0 and *ret when it is known now and none of its messages
+ * waits; 1 when m was parked (a reference kept; ready() runs for it later,
+ * in the order the sender's messages came); -EBUSY over the caps of
+ * waiting messages (bytes: m's size, as bus.c counts it), -ENOMEM,
+ * -ENOTCONN, -EPROTO (no sender). */
+int kms_caller_identify(struct kms_daemon *d, DBusMessage *m, size_t bytes, kms_caller_ready_fn ready,
+                        struct kms_caller *ret);
+/* The cached identity of sender, without asking: 0, or -ENOENT. */
+int kms_caller_peek(struct kms_daemon *d, const char *sender, struct kms_caller *ret);
+/* Every parked message gets ready(d, m, NULL, r); the questions are
+ * cancelled (shutdown). */
+void kms_caller_drain(struct kms_daemon *d, int r);
+/* The name left the bus: its entry goes, its parked messages are dropped
+ * unanswered. */
 void kms_caller_forget(struct kms_daemon *d, const char *unique_name);
 void kms_caller_cache_free(struct kms_daemon *d);
 /* Make the bus thread fetch every caller's identity and groups again

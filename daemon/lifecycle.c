@@ -188,24 +188,34 @@ static bool usable_version(const struct kms_key_version_record *v)
         return v->state == KMS_KEY_ACTIVE || v->state == KMS_KEY_LOST;
 }
 
+/* How many usable versions k keeps: its keep_versions, but never more
+ * than kmsd.conf's [limits] max_versions_kept (keep_versions 0, "all",
+ * included), so a key rotated often cannot fill the token. */
+static uint32_t keep_bound(const struct kms_worker *w, const struct kms_key_record *k)
+{
+        uint32_t max = w->daemon->cfg.max_versions_kept;
+
+        return k->keep_versions != 0 && k->keep_versions < max ? k->keep_versions : max;
+}
+
 /* In the open change: mark destroyed the oldest usable non-primary
- * versions of k beyond keep_versions (k read in this transaction, with
- * primary the primary it will have and extra versions it does not list
- * yet; skip: a version this change revokes, neither counted nor
- * trimmed), each with its record. */
-static int trim_in_change(struct kms_worker *w, const struct kms_key_record *k, uint32_t primary, size_t extra,
-                          uint32_t skip, struct doomed *g)
+ * versions of k beyond keep (k read in this transaction, with primary
+ * the primary it will have and extra versions it does not list yet;
+ * skip: a version this change revokes, neither counted nor trimmed),
+ * each with its record. */
+static int trim_in_change(struct kms_worker *w, const struct kms_key_record *k, uint32_t keep, uint32_t primary,
+                          size_t extra, uint32_t skip, struct doomed *g)
 {
         size_t active = extra;
         int r;
 
-        if (k->keep_versions == 0)
+        if (keep == 0)
                 return 0;
         for (size_t i = 0; i < k->n_versions; i++)
                 if (usable_version(&k->versions[i]) && k->versions[i].version != skip)
                         active++;
         /* Versions are in ascending order: the oldest go first. */
-        for (size_t i = 0; i < k->n_versions && active > k->keep_versions; i++) {
+        for (size_t i = 0; i < k->n_versions && active > keep; i++) {
                 const struct kms_key_version_record *v = &k->versions[i];
                 char details[64];
 
@@ -214,7 +224,11 @@ static int trim_in_change(struct kms_worker *w, const struct kms_key_record *k, 
                 r = kms_store_version_set_state(w->store, k->id, v->version, KMS_KEY_DESTROYED);
                 if (r < 0)
                         return r;
-                snprintf(details, sizeof(details), "keep_versions=%u", k->keep_versions);
+                /* The key's own bound as before; kmsd's says so. */
+                if (keep == k->keep_versions)
+                        snprintf(details, sizeof(details), "keep_versions=%u", keep);
+                else
+                        snprintf(details, sizeof(details), "keep_versions=%u (max_versions_kept)", keep);
                 r = change_record(w, "trim", "TrimVersion", k->name, v->version, details);
                 if (r < 0)
                         return r;
@@ -319,7 +333,7 @@ static int rotation_commit(struct kms_worker *w, const struct kms_key_record *no
                 return kms_errorf(errmsg, errlen, -EBUSY, "key '%s' is being rotated by another request", now->name);
         if (r < 0)
                 return kms_errorf(errmsg, errlen, r, "the metadata store failed: %s", kms_store_strerror(r));
-        r = trim_in_change(w, now, v->version, 1, skip, g);
+        r = trim_in_change(w, now, keep_bound(w, now), v->version, 1, skip, g);
         if (r < 0)
                 return kms_errorf(errmsg, errlen, r, "the metadata store failed: %s", kms_store_strerror(r));
         return 0;
@@ -677,7 +691,7 @@ int kms_lifecycle_set_options(struct kms_worker *w, struct kms_request *req, cha
         if (r >= 0 && req->keep_versions_set) {
                 r = kms_store_key_get(w->store, req->name, true, &after);
                 if (r >= 0)
-                        r = trim_in_change(w, after, after->primary_version, 0, 0, &g);
+                        r = trim_in_change(w, after, keep_bound(w, after), after->primary_version, 0, 0, &g);
         }
         if (r >= 0)
                 r = kms_change_record_request(w, req);
@@ -692,7 +706,7 @@ int kms_lifecycle_set_options(struct kms_worker *w, struct kms_request *req, cha
         destroy_doomed(w, req->name, k->backend, &g);
         for (size_t i = 0; i < g.n; i++)
                 log_info("key '%s': version %u trimmed (keep_versions %u)", req->name, g.v[i].version,
-                         req->keep_versions);
+                         keep_bound(w, after));
 out:
         free(g.v);
         kms_key_record_free(after);

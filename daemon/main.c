@@ -93,10 +93,12 @@ static void print_config(const struct kms_config *c)
         char rights[256];
 
         printf("[daemon]\nbus = %s\nstate_dir = %s\nworkers = %u\nlog_level = %d\nlog_target = %s\n"
-               "[limits]\nmax_message_bytes = %llu\nmax_pending = %u\nmax_keys = %u\n"
+               "[limits]\nmax_message_bytes = %llu\nmax_pending = %u\nmax_keys = %u\nmin_rotate_every = %llu\n"
+               "max_versions_kept = %u\n"
                "[pkcs11]\nmodule = %s\n%s = %s\npin_file = %s\n",
                c->bus, c->state_dir, c->workers, c->log_level, c->log_target == KMS_LOG_SYSLOG ? "syslog" : "stderr",
-               (unsigned long long)c->max_message_bytes, c->max_pending, c->max_keys, c->pkcs11_module,
+               (unsigned long long)c->max_message_bytes, c->max_pending, c->max_keys,
+               (unsigned long long)c->min_rotate_every, c->max_versions_kept, c->pkcs11_module,
                c->token_serial ? "token_serial" : "token_label", c->token_serial ? c->token_serial : c->token_label,
                c->pin_file ? c->pin_file : "(systemd credential 'pin')");
         kms_operations_format(c->owner_rights, rights, sizeof(rights));

@@ -269,16 +269,13 @@ fail:
         return kms_store_txn_end(s, own, r);
 }
 
-int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n)
+/* The keys the prepared statement st selects (KEY_COLUMNS), in its order. */
+static int read_keys(struct kms_store *s, sqlite3_stmt *st, struct kms_key_record **ret, size_t *ret_n)
 {
-        sqlite3_stmt *st = kms_store_stmt(s, STMT_KEY_LIST);
         struct kms_key_record *keys = NULL;
         size_t n = 0;
         int rc, r = 0;
 
-        if (!st)
-                return KMS_E_STORE;
-        sqlite3_bind_int(st, 1, include_destroyed);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 struct kms_key_record *nk;
 
@@ -305,6 +302,131 @@ int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_k
         *ret = keys;
         *ret_n = n;
         return 0;
+}
+
+int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_KEY_LIST);
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int(st, 1, include_destroyed);
+        return read_keys(s, st, ret, ret_n);
+}
+
+int kms_store_key_list_scheduled(struct kms_store *s, struct kms_key_record **ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_KEY_LIST_SCHEDULED);
+
+        if (!st)
+                return KMS_E_STORE;
+        return read_keys(s, st, ret, ret_n);
+}
+
+int kms_store_key_page(struct kms_store *s, const struct kms_key_page *q,
+                       bool (*filter)(const char *name, uint32_t owner, void *userdata), void *userdata,
+                       struct kms_key_page_entry **ret, size_t *ret_n)
+{
+        enum stmt_id id = q->revoked_only ? (q->owner >= 0 ? STMT_REVOKED_PAGE_OWNER : STMT_REVOKED_PAGE)
+                                          : (q->owner >= 0 ? STMT_KEY_PAGE_OWNER : STMT_KEY_PAGE);
+        sqlite3_stmt *st = kms_store_stmt(s, id);
+        struct kms_key_page_entry *taken = NULL;
+        size_t n = 0, cap = 0;
+        int rc = SQLITE_DONE, r = 0;
+
+        if (!st)
+                return KMS_E_STORE;
+        if (q->want == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        /* Parameters a statement does not have are not bound (SQLITE_RANGE). */
+        sqlite3_bind_text(st, 1, q->after ? q->after : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, q->max_rows ? (sqlite3_int64)q->max_rows : -1);
+        sqlite3_bind_int(st, 3, q->include_destroyed);
+        sqlite3_bind_int64(st, 4, q->owner);
+        while (n < q->want && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 1);
+                uint32_t owner = (uint32_t)sqlite3_column_int64(st, 2);
+                struct kms_key_page_entry *p;
+
+                if (!name || strlen(name) > KMS_MAX_KEY_NAME) {
+                        r = KMS_E_STORE;
+                        break;
+                }
+                if (filter && !filter(name, owner, userdata))
+                        continue;
+                if (n == cap) {
+                        cap = cap ? 2 * cap : 64;
+                        p = realloc(taken, cap * sizeof(*p));
+                        if (!p) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        taken = p;
+                }
+                taken[n].id = sqlite3_column_int64(st, 0);
+                snprintf(taken[n].name, sizeof(taken[n].name), "%s", name);
+                taken[n].owner = owner;
+                n++;
+        }
+        if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = kms_store_sql_err(s, rc, "key page");
+        sqlite3_reset(st);
+        if (r < 0) {
+                free(taken);
+                return r;
+        }
+        *ret = taken;
+        *ret_n = n;
+        return 0;
+}
+
+int kms_store_versions_revoked(struct kms_store *s, int64_t key_id, struct kms_key_version_record **ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = kms_store_stmt(s, STMT_VERSIONS_REVOKED_OF);
+        struct kms_key_version_record *v = NULL;
+        size_t n = 0;
+        int rc, r = 0;
+
+        if (!st)
+                return KMS_E_STORE;
+        sqlite3_bind_int64(st, 1, key_id);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < KMS_MAX_VERSIONS) {
+                struct kms_key_version_record *nv = realloc(v, (n + 1) * sizeof(*nv));
+
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                r = read_version(st, 0, true, &v[n]);
+                if (r < 0) {
+                        kms_key_version_record_clear(&v[n]);
+                        break;
+                }
+                n++;
+        }
+        if (r >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+                r = kms_store_sql_err(s, rc, "revoked versions");
+        sqlite3_reset(st);
+        if (r < 0) {
+                kms_key_versions_free(v, n);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+void kms_key_versions_free(struct kms_key_version_record *v, size_t n)
+{
+        if (!v)
+                return;
+        for (size_t i = 0; i < n; i++)
+                kms_key_version_record_clear(&v[i]);
+        free(v);
 }
 
 int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret)
@@ -516,6 +638,16 @@ int kms_store_version_revoke(struct kms_store *s, int64_t key_id, uint32_t versi
         r = kms_store_step_done(s, st, "revoke", &changes);
         if (r >= 0 && changes == 0)
                 r = -ENOENT;
+        if (r < 0)
+                goto out;
+        /* For ListRevoked's walk over the keys that have revocations. */
+        st = kms_store_stmt(s, STMT_KEY_MARK_REVOKED);
+        if (!st) {
+                r = KMS_E_STORE;
+                goto out;
+        }
+        sqlite3_bind_int64(st, 1, key_id);
+        r = kms_store_step_done(s, st, "mark revoked", NULL);
         if (r < 0)
                 goto out;
         st = kms_store_stmt(s, STMT_KEY_SET_REVOKED);

@@ -31,7 +31,27 @@ static const char *const stmt_sql[_STMT_MAX] = {
         [STMT_VERSION_INSERT] = "INSERT INTO key_versions (key_id, version, state, created, backend_id, spki, uses)"
                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_KEY_LIST] = "SELECT " KEY_COLUMNS " FROM keys k WHERE ?1 OR k.state != 'destroyed' ORDER BY k.name",
+        /* What the scheduler looks at: scheduled destructions, and the
+         * rotation settings of active keys; other keys' rows are skipped
+         * before their columns (the subqueries) are computed. */
+        [STMT_KEY_LIST_SCHEDULED] = "SELECT " KEY_COLUMNS " FROM keys k WHERE k.state != 'destroyed' AND"
+                                    " (k.destroy_at != 0 OR (k.state = 'active' AND"
+                                    " (k.rotate_every != 0 OR k.rotate_after_uses != 0)))",
         [STMT_KEY_COUNT] = "SELECT COUNT(*) FROM keys k WHERE (?1 OR k.state != 'destroyed') AND (?2 < 0 OR k.owner = ?2)",
+        /* Pages of names for the lists (kms_store_key_page): an indexed
+         * walk in name order, LIMIT ?2 rows (-1: none); by owner on the
+         * index keys_owner, keys with a revocation on keys_revoked. */
+        [STMT_KEY_PAGE] = "SELECT k.id, k.name, k.owner FROM keys k WHERE k.name > ?1 AND (?3 OR k.state != 'destroyed')"
+                          " ORDER BY k.name LIMIT ?2",
+        [STMT_KEY_PAGE_OWNER] = "SELECT k.id, k.name, k.owner FROM keys k WHERE k.owner = ?4 AND k.name > ?1"
+                                " AND (?3 OR k.state != 'destroyed') ORDER BY k.name LIMIT ?2",
+        [STMT_REVOKED_PAGE] = "SELECT k.id, k.name, k.owner FROM keys k WHERE k.has_revoked = 1 AND k.name > ?1"
+                              " ORDER BY k.name LIMIT ?2",
+        [STMT_REVOKED_PAGE_OWNER] = "SELECT k.id, k.name, k.owner FROM keys k WHERE k.owner = ?4 AND k.has_revoked = 1"
+                                    " AND k.name > ?1 ORDER BY k.name LIMIT ?2",
+        [STMT_VERSIONS_REVOKED_OF] = "SELECT " VERSION_COLUMNS " FROM key_versions v WHERE v.key_id = ?1"
+                                     " AND v.state = 'revoked' ORDER BY v.version",
+        [STMT_KEY_MARK_REVOKED] = "UPDATE keys SET has_revoked = 1 WHERE id = ?1",
         /* Compare-and-set: only from the state the caller read, and never
          * out of revoked or destroyed. */
         [STMT_KEY_SET_STATE] = "UPDATE keys SET state = ?2 WHERE name = ?1 AND state = ?3"
@@ -172,6 +192,19 @@ static const char schema_v5[] = "CREATE TABLE audit_pending ("
                                 " label TEXT NOT NULL,"
                                 " created INTEGER NOT NULL"
                                 ") WITHOUT ROWID;";
+
+/* Lists in pages (issue 17): ListKeys of a caller who may read only its
+ * own keys walks the index on (owner, name); ListRevoked walks only the
+ * keys that have a revoked version (has_revoked, set by the revocation
+ * and never cleared: a revoked version stays revoked) and reads only
+ * their revoked versions. */
+static const char schema_v6[] = "ALTER TABLE keys ADD COLUMN has_revoked INTEGER NOT NULL DEFAULT 0;"
+                                "UPDATE keys SET has_revoked = 1 WHERE id IN"
+                                " (SELECT key_id FROM key_versions WHERE state = 'revoked');"
+                                "CREATE INDEX keys_owner ON keys (owner, name);"
+                                "CREATE INDEX keys_revoked ON keys (name) WHERE has_revoked = 1;"
+                                "CREATE INDEX key_versions_revoked ON key_versions (key_id, version)"
+                                " WHERE state = 'revoked';";
 
 static _Atomic uint64_t store_generation = 1;
 
@@ -410,7 +443,12 @@ static int migrate(struct kms_store *s)
                 if (r < 0)
                         goto fail;
         }
-        r = kms_store_exec(s, "PRAGMA user_version = 5");
+        if (version < 6) {
+                r = kms_store_exec(s, schema_v6);
+                if (r < 0)
+                        goto fail;
+        }
+        r = kms_store_exec(s, "PRAGMA user_version = 6");
         if (r < 0)
                 goto fail;
         return kms_store_exec(s, "COMMIT");

@@ -15,7 +15,7 @@
 
 #include "kms-key.h"
 
-#define KMS_STORE_SCHEMA_VERSION 5
+#define KMS_STORE_SCHEMA_VERSION 6
 #define KMS_STORE_FILE "kmsd.db"
 
 struct kms_store;
@@ -110,6 +110,38 @@ int kms_store_key_get_version(struct kms_store *s, const char *name, uint32_t ve
 
 /* All keys sorted by name, without versions. */
 int kms_store_key_list(struct kms_store *s, bool include_destroyed, struct kms_key_record **ret, size_t *ret_n);
+/* The keys the scheduler may have work for, without versions: those with
+ * a scheduled destruction, and active keys with a rotation setting. */
+int kms_store_key_list_scheduled(struct kms_store *s, struct kms_key_record **ret, size_t *ret_n);
+
+/* One page of keys for a list, in name order: the names > after (""
+ * from the first), of owner only if owner >= 0, destroyed keys only if
+ * include_destroyed, only keys with a revoked version if revoked_only.
+ * The walk is one indexed query; max_rows (0: no bound) is its SQL LIMIT.
+ * filter(name, owner, userdata) returns true to take a key; the walk
+ * stops once want keys were taken. On success *ret holds the taken keys
+ * (the caller frees it; NULL if none) and *ret_n their number. */
+struct kms_key_page {
+        const char *after;
+        int64_t owner; /* -1: every owner */
+        bool include_destroyed;
+        bool revoked_only;
+        size_t want;
+        size_t max_rows;
+};
+struct kms_key_page_entry {
+        int64_t id;
+        char name[KMS_MAX_KEY_NAME + 1];
+        uint32_t owner;
+};
+int kms_store_key_page(struct kms_store *s, const struct kms_key_page *q,
+                       bool (*filter)(const char *name, uint32_t owner, void *userdata), void *userdata,
+                       struct kms_key_page_entry **ret, size_t *ret_n);
+/* The revoked versions of key_id in ascending order (with their SPKI);
+ * the caller frees them with kms_key_versions_free(). */
+int kms_store_versions_revoked(struct kms_store *s, int64_t key_id, struct kms_key_version_record **ret,
+                               size_t *ret_n);
+void kms_key_versions_free(struct kms_key_version_record *v, size_t n);
 /* The owner of the key named name (destroyed keys too); -ENOENT if none. */
 int kms_store_key_owner(struct kms_store *s, const char *name, uid_t *ret);
 /* One audit record (docs/audit.md). */

@@ -125,6 +125,26 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
 /* True if the caller is an admin under p (root or admin_group). */
 bool kms_policy_is_admin(const struct kms_policy *p, const struct kms_caller *c);
 
+/* Which keys kms_policy_decide() can allow the caller op on, found from
+ * the rules alone (no key is looked at), so that a list can be filtered
+ * in the query before any key is decided:
+ *   NONE  no key at all (no rule or owner right grants op; or the
+ *         caller's groups are incomplete);
+ *   OWN   at most the keys the caller owns (only owner_rights and rules
+ *         whose matching subject is "owner" grant op);
+ *   SOME  keys of other owners too, where a rule naming the caller (user,
+ *         group or "*") grants op; which ones, only a decision per key says;
+ *   ALL   every key: the caller is an admin.
+ * Deny rules are not looked at: the answer is an upper bound, and each key
+ * in it is still decided with kms_policy_decide(). */
+enum kms_policy_reach {
+        KMS_REACH_NONE,
+        KMS_REACH_OWN,
+        KMS_REACH_SOME,
+        KMS_REACH_ALL,
+};
+enum kms_policy_reach kms_policy_reach(const struct kms_policy *p, const struct kms_caller *c, enum kms_operation op);
+
 /* The rules in force, for `kmsctl policy show`. */
 struct kms_policy_rule_info {
         const char *name;

@@ -875,6 +875,42 @@ bool kms_policy_decide(const struct kms_policy *p, const struct kms_caller *c, e
         return d.allow;
 }
 
+enum kms_policy_reach kms_policy_reach(const struct kms_policy *p, const struct kms_caller *c, enum kms_operation op)
+{
+        bool own = false;
+
+        /* The order of kms_policy_decide(): root, incomplete groups, the
+         * admin group, the rules, the owner. */
+        if (op < 0 || op >= _KMS_OP_MAX)
+                return KMS_REACH_NONE;
+        if (c->uid == 0)
+                return KMS_REACH_ALL;
+        if (c->groups_incomplete)
+                return KMS_REACH_NONE;
+        if (p && p->have_admin_gid && in_group(c, p->admin_gid))
+                return KMS_REACH_ALL;
+        for (size_t i = 0; p && i < p->n_rules; i++) {
+                const struct rule *r = &p->rules[i];
+
+                if (!r->allow || !(r->ops & KMS_OP_BIT(op)))
+                        continue;
+                for (size_t j = 0; j < r->n_subjects; j++) {
+                        const struct subject *s = &r->subjects[j];
+
+                        /* "owner" matches only the caller's own keys; any
+                         * other subject that matches the caller may match
+                         * another owner's key. */
+                        if (s->type == SUBJ_OWNER)
+                                own = true;
+                        else if (subject_matches(s, c, KMS_NO_OWNER))
+                                return KMS_REACH_SOME;
+                }
+        }
+        if (own || (p && (p->owner_rights & KMS_OP_BIT(op))))
+                return KMS_REACH_OWN;
+        return KMS_REACH_NONE;
+}
+
 size_t kms_policy_n_rules(const struct kms_policy *p)
 {
         return p ? p->n_rules : 0;

@@ -71,6 +71,10 @@ int kms_opt_bytes(DBusMessageIter *var, const char *key, size_t max, const uint8
                   char *errmsg, size_t errlen);
 /* The option reader of methods whose one option is "version" (u, >= 1). */
 int kms_opt_version(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen);
+/* The paging options of ListKeys and ListRevoked: "limit" (u,
+ * 1..KMS_LIST_MAX_LIMIT) into req->limit, "after" (s, "" or a key name)
+ * into req->list_after. The parser sets req->limit's default first. */
+int kms_opt_page(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen);
 
 /* ---- replies ---------------------------------------------------------------
  * Each returns false when libdbus is out of memory. Strings that are not
@@ -104,14 +108,18 @@ void kms_api_wipe_on_free(DBusMessage *m);
 /* A store error as the caller's error: NotFound naming req->name, or the
  * store's failure. */
 int kms_api_store_fail(int r, const struct kms_request *req, char *errmsg, size_t errlen);
-/* Whether req's caller may do op on k under the policy the bus thread
- * decided by (lists show only what the caller may see). */
-bool kms_api_may(const struct kms_request *req, enum kms_operation op, const struct kms_key_record *k);
+/* One page of a list (ListKeys, ListRevoked): at most req->limit keys
+ * named after req->list_after that req's caller may read, in name order
+ * (*ret, the caller frees it). The policy's reach for the caller picks
+ * the query: nothing for a caller who may read no key, the caller's own
+ * keys by the owner index when only owner rights can allow, every key
+ * (LIMIT req->limit) for an admin; each key is then decided for `read`
+ * under the policy the bus thread decided the request by. Store errors
+ * as the store returns them. */
+int kms_api_list_page(struct kms_worker *w, const struct kms_request *req, bool include_destroyed, bool revoked_only,
+                      struct kms_key_page_entry **ret, size_t *ret_n);
 /* KeyDestroyed for a destroyed key, else 0. */
 int kms_api_check_usable(const struct kms_key_record *k, char *errmsg, size_t errlen);
-/* req->name's key (*ret, the caller frees it) for a state change. */
-int kms_api_load_key(struct kms_worker *w, struct kms_request *req, bool with_versions, struct kms_key_record **ret,
-                     char *errmsg, size_t errlen);
 /* Key and version (0: primary) of req->name; NotFound names the versions
  * the key has. The caller clears *ret_v. */
 int kms_api_load_version(struct kms_worker *w, const struct kms_request *req, uint32_t version, bool want_spki,

@@ -157,6 +157,24 @@ int kms_opt_version(struct kms_request *req, const char *key, DBusMessageIter *v
         return -ENOENT;
 }
 
+int kms_opt_page(struct kms_request *req, const char *key, DBusMessageIter *var, char *errmsg, size_t errlen)
+{
+        const char *s, *why = NULL;
+        int r;
+
+        if (strcmp(key, "limit") == 0)
+                return kms_opt_u32(var, key, 1, KMS_LIST_MAX_LIMIT, &req->limit, errmsg, errlen);
+        if (strcmp(key, "after") != 0)
+                return -ENOENT;
+        r = kms_opt_string(var, key, &s, errmsg, errlen);
+        if (r < 0)
+                return r;
+        if (*s && kms_key_name_check(s, &why) < 0)
+                return fail(errmsg, errlen, -EINVAL, "option 'after' = '%.140s' is not a key name: %s", s, why);
+        snprintf(req->list_after, sizeof(req->list_after), "%s", s);
+        return 0;
+}
+
 int kms_arg_data_size(struct kms_daemon *d, size_t n, const char *what, char *errmsg, size_t errlen)
 {
         if (n > d->cfg.max_message_bytes)
@@ -376,9 +394,40 @@ int kms_api_store_fail(int r, const struct kms_request *req, char *errmsg, size_
 
 /* Lists show only what the caller may see: the bus thread let the list
  * through, the worker decides per key under the same policy. */
-bool kms_api_may(const struct kms_request *req, enum kms_operation op, const struct kms_key_record *k)
+static bool may_read(const char *name, uint32_t owner, void *userdata)
 {
-        return kms_policy_decide(req->policy, &req->caller, op, k->name, k->owner, NULL);
+        const struct kms_request *req = userdata;
+
+        return kms_policy_decide(req->policy, &req->caller, KMS_OP_READ, name, (uid_t)owner, NULL);
+}
+
+int kms_api_list_page(struct kms_worker *w, const struct kms_request *req, bool include_destroyed, bool revoked_only,
+                      struct kms_key_page_entry **ret, size_t *ret_n)
+{
+        struct kms_key_page q = {
+                .after = req->list_after,
+                .owner = -1,
+                .include_destroyed = include_destroyed,
+                .revoked_only = revoked_only,
+                .want = req->limit,
+        };
+
+        /* The cost of a call follows what the caller may see, not how
+         * many keys there are: a caller without rights on other owners'
+         * keys reads only the index entries of its own. A caller whom a
+         * rule lets read some of other owners' keys reads names until
+         * its page is full: stopping early would tell it how many keys
+         * it may not read lie between (docs/dbus-api.md, ListKeys). */
+        switch (kms_policy_reach(req->policy, &req->caller, KMS_OP_READ)) {
+        case KMS_REACH_NONE:
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        case KMS_REACH_OWN: q.owner = req->caller.uid; break;
+        case KMS_REACH_ALL: q.max_rows = req->limit; break;
+        case KMS_REACH_SOME: break;
+        }
+        return kms_store_key_page(w->store, &q, may_read, (void *)req, ret, ret_n);
 }
 
 int kms_api_check_usable(const struct kms_key_record *k, char *errmsg, size_t errlen)
@@ -407,20 +456,6 @@ int kms_api_load_version(struct kms_worker *w, const struct kms_request *req, ui
         }
         if (r < 0)
                 return kms_api_store_fail(r, req, errmsg, errlen);
-        return 0;
-}
-
-/* Load the key for a state change (the bus thread has decided access). */
-int kms_api_load_key(struct kms_worker *w, struct kms_request *req, bool with_versions,
-                     struct kms_key_record **ret, char *errmsg, size_t errlen)
-{
-        struct kms_key_record *k = NULL;
-        int r;
-
-        r = kms_store_key_get(w->store, req->name, with_versions, &k);
-        if (r < 0)
-                return kms_api_store_fail(r, req, errmsg, errlen);
-        *ret = k;
         return 0;
 }
 

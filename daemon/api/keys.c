@@ -124,7 +124,27 @@ static int option_list(struct kms_request *req, const char *key, DBusMessageIter
                 req->include_destroyed = b;
                 return 0;
         }
-        return -ENOENT;
+        return kms_opt_page(req, key, var, errmsg, errlen);
+}
+
+/* The bounds of [limits] in kmsd.conf on the settings a request sets: a
+ * period below min_rotate_every, or more versions than max_versions_kept,
+ * would let one owner fill the token and keep the workers generating
+ * keys. 0 (SetKeyOptions: none, keep all) passes; keep_versions 0 is held
+ * to max_versions_kept by the trim itself. */
+static int check_limits(const struct kms_daemon *d, const struct kms_request *req, char *errmsg, size_t errlen)
+{
+        if (req->rotate_every_set && req->rotate_every != 0 && req->rotate_every < d->cfg.min_rotate_every)
+                return fail(errmsg, errlen, -EINVAL,
+                            "option 'rotate_every' = %llu s is below the minimum of %llu s (kmsd.conf: [limits] "
+                            "min_rotate_every)",
+                            (unsigned long long)req->rotate_every, (unsigned long long)d->cfg.min_rotate_every);
+        if (req->keep_versions_set && req->keep_versions > d->cfg.max_versions_kept)
+                return fail(errmsg, errlen, -EINVAL,
+                            "option 'keep_versions' = %u is above the maximum of %u (kmsd.conf: [limits] "
+                            "max_versions_kept)",
+                            (unsigned)req->keep_versions, d->cfg.max_versions_kept);
+        return 0;
 }
 
 static int parse_create(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
@@ -144,6 +164,9 @@ static int parse_create(struct kms_daemon *d, struct kms_request *req, char *err
                 return fail(errmsg, errlen, -EINVAL, "unknown algorithm '%.32s' (%s)", alg, kms_algorithm_list());
         req->usages = KMS_USAGE_SIGN;
         r = kms_arg_options(&it, "CreateKey", option_create, req, errmsg, errlen);
+        if (r < 0)
+                return r;
+        r = check_limits(d, req, errmsg, errlen);
         if (r < 0)
                 return r;
         req->backend = req->backend_name[0] ? kms_backend_index(d, req->backend_name) : 0;
@@ -167,6 +190,7 @@ static int parse_list(struct kms_daemon *d, struct kms_request *req, char *errms
         DBusMessageIter it;
 
         dbus_message_iter_init(req->msg, &it);
+        req->limit = KMS_LIST_DEFAULT_LIMIT;
         return kms_arg_options(&it, "ListKeys", option_list, req, errmsg, errlen);
 }
 
@@ -195,7 +219,11 @@ static int parse_public(struct kms_daemon *d, struct kms_request *req, char *err
 
 static int parse_set_key(struct kms_daemon *d, struct kms_request *req, char *errmsg, size_t errlen)
 {
-        return kms_arg_name_options(req, option_set_key, errmsg, errlen);
+        int r = kms_arg_name_options(req, option_set_key, errmsg, errlen);
+
+        if (r < 0)
+                return r;
+        return check_limits(d, req, errmsg, errlen);
 }
 
 /* The EDQUOT error of a create that hit a cap on keys. */
@@ -298,25 +326,36 @@ static int run_create(struct kms_worker *w, struct kms_request *req, DBusMessage
         return kms_reply_key(w, req, ret, errmsg, errlen);
 }
 
+/* One page of the keys the caller may read (kms_api_list_page), each
+ * read as one key row: no versions. */
 static int run_list(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
 {
-        struct kms_key_record *keys = NULL;
+        _cleanup_(freep) struct kms_key_page_entry *page = NULL;
         DBusMessageIter it, arr;
         size_t n = 0;
         int r;
 
-        r = kms_store_key_list(w->store, req->include_destroyed, &keys, &n);
+        r = kms_api_list_page(w, req, req->include_destroyed, false, &page, &n);
         if (r < 0)
                 return kms_api_store_fail(r, req, errmsg, errlen);
         r = kms_reply_new(req, ret, &it);
         if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
                 r = -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                if (kms_api_may(req, KMS_OP_READ, &keys[i]) && !kms_append_key(&arr, &keys[i], false))
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct kms_key_record *k = NULL;
+
+                /* Keys are never deleted (a destroyed one keeps its row). */
+                r = kms_store_key_get(w->store, page[i].name, false, &k);
+                if (r < 0) {
+                        r = kms_api_store_fail(r == -ENOENT ? KMS_E_STORE : r, req, errmsg, errlen);
+                        break;
+                }
+                if (!kms_append_key(&arr, k, false))
                         r = -ENOMEM;
+                kms_key_record_free(k);
+        }
         if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
                 r = -ENOMEM;
-        kms_key_records_free(keys, n);
         return r;
 }
 

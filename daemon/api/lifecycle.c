@@ -89,7 +89,8 @@ static int parse_list_revoked(struct kms_daemon *d, struct kms_request *req, cha
         DBusMessageIter it;
 
         dbus_message_iter_init(req->msg, &it);
-        return kms_arg_options(&it, "ListRevoked", NULL, req, errmsg, errlen);
+        req->limit = KMS_LIST_DEFAULT_LIMIT;
+        return kms_arg_options(&it, "ListRevoked", kms_opt_page, req, errmsg, errlen);
 }
 
 static int run_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg, size_t errlen)
@@ -138,46 +139,52 @@ static int run_revoke(struct kms_worker *w, struct kms_request *req, DBusMessage
         return kms_reply_u32(req, ret, primary);
 }
 
+/* The revoked versions of one page of keys (kms_api_list_page over the
+ * keys that have any). A key's revocations are never split between
+ * replies: keys are added whole until the reply holds req->limit entries
+ * or more, so a reply with fewer is the last. */
 static int run_list_revoked(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                             size_t errlen)
 {
-        struct kms_key_record *keys = NULL;
+        _cleanup_(freep) struct kms_key_page_entry *page = NULL;
         DBusMessageIter it, arr;
-        size_t n = 0;
+        size_t n = 0, entries = 0;
         int r;
 
-        r = kms_store_key_list(w->store, true, &keys, &n);
+        r = kms_api_list_page(w, req, true, true, &page, &n);
         if (r < 0)
                 return kms_api_store_fail(r, req, errmsg, errlen);
         r = kms_reply_new(req, ret, &it);
         if (r >= 0 && !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "a{sv}", &arr))
                 r = -ENOMEM;
-        for (size_t i = 0; r >= 0 && i < n; i++) {
-                struct kms_key_record *k = NULL;
+        for (size_t i = 0; r >= 0 && i < n && entries < req->limit; i++) {
+                struct kms_key_version_record *v = NULL;
+                size_t nv = 0;
 
-                if (!kms_api_may(req, KMS_OP_READ, &keys[i]) || kms_store_key_get(w->store, keys[i].name, true, &k) < 0)
-                        continue;
-                for (size_t j = 0; r >= 0 && j < k->n_versions; j++) {
-                        const struct kms_key_version_record *v = &k->versions[j];
-                        _cleanup_(freep) char *fp = NULL;
+                r = kms_store_versions_revoked(w->store, page[i].id, &v, &nv);
+                if (r < 0) {
+                        r = kms_api_store_fail(r, req, errmsg, errlen);
+                        break;
+                }
+                for (size_t j = 0; r >= 0 && j < nv; j++) {
+                        _cleanup_(freep) char *fp = kms_spki_fingerprint(v[j].spki, v[j].spki_len);
                         DBusMessageIter dict;
 
-                        if (v->state != KMS_KEY_REVOKED)
-                                continue;
-                        fp = kms_spki_fingerprint(v->spki, v->spki_len);
                         if (!fp || !dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "{sv}", &dict) ||
-                            !kms_dict_add_str(&dict, "name", k->name) || !kms_dict_add_u32(&dict, "version", v->version) ||
-                            !kms_dict_add_i64(&dict, "revoked_at", v->revoked_at) ||
-                            !kms_dict_add_str(&dict, "reason", v->revoke_reason) ||
-                            !kms_dict_add_str(&dict, "note", v->revoke_note) || !kms_dict_add_str(&dict, "fingerprint", fp) ||
+                            !kms_dict_add_str(&dict, "name", page[i].name) ||
+                            !kms_dict_add_u32(&dict, "version", v[j].version) ||
+                            !kms_dict_add_i64(&dict, "revoked_at", v[j].revoked_at) ||
+                            !kms_dict_add_str(&dict, "reason", v[j].revoke_reason) ||
+                            !kms_dict_add_str(&dict, "note", v[j].revoke_note) ||
+                            !kms_dict_add_str(&dict, "fingerprint", fp) ||
                             !dbus_message_iter_close_container(&arr, &dict))
                                 r = -ENOMEM;
+                        entries++;
                 }
-                kms_key_record_free(k);
+                kms_key_versions_free(v, nv);
         }
         if (r >= 0 && !dbus_message_iter_close_container(&it, &arr))
                 r = -ENOMEM;
-        kms_key_records_free(keys, n);
         return r;
 }
 
@@ -209,14 +216,20 @@ static int run_internal_rotate(struct kms_worker *w, struct kms_request *req, DB
                                size_t errlen)
 {
         uint32_t version = 0;
+        int r = kms_lifecycle_rotate(w, req, req->expected_primary, &version, errmsg, errlen);
 
-        return kms_lifecycle_rotate(w, req, req->expected_primary, &version, errmsg, errlen);
+        /* The scheduler counts its rotations out and back (scheduler.c). */
+        kms_scheduler_done(w->daemon, req->name, r >= 0);
+        return r;
 }
 
 static int run_internal_destroy(struct kms_worker *w, struct kms_request *req, DBusMessage **ret, char *errmsg,
                                 size_t errlen)
 {
-        return kms_lifecycle_destroy(w, req, true, "scheduled destruction", errmsg, errlen);
+        int r = kms_lifecycle_destroy(w, req, true, "scheduled destruction", errmsg, errlen);
+
+        kms_scheduler_done(w->daemon, req->name, r >= 0);
+        return r;
 }
 
 static const struct kms_method lifecycle_methods[] = {

@@ -335,7 +335,8 @@ EOF
 }
 
 # Writes $KMS_T/kmsd.conf; $KMS_EXTRA_CONFIG is appended verbatim (it may
-# open [limits] or other sections; it must not repeat the keys below).
+# open [limits] or other sections; it must not repeat the keys below,
+# except [limits] min_rotate_every: the later line wins).
 kms_write_config() {
         cat >"$KMS_T/kmsd.conf" <<EOF
 # kmsd.conf written by tests/lib/harness.sh
@@ -343,6 +344,10 @@ kms_write_config() {
 state_dir = $KMS_T/state
 log_level = ${KMS_LOG_LEVEL:-info}
 log_target = stderr
+
+[limits]
+# Tests rotate keys every few seconds; kmsd's default minimum is an hour.
+min_rotate_every = 1
 
 [pkcs11]
 module = $KMS_PKCS11_MODULE

@@ -29,6 +29,8 @@ static void test_defaults(void **state)
         assert_int_equal(c.max_message_bytes, 1048576);
         assert_int_equal(c.max_pending, 1024);
         assert_int_equal(c.max_keys, 100000);
+        assert_int_equal(c.min_rotate_every, 3600);
+        assert_int_equal(c.max_versions_kept, 100);
         assert_non_null(c.pkcs11_module);
         assert_string_equal(c.pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
         assert_non_null(c.token_label);
@@ -59,6 +61,8 @@ static void test_full_file(void **state)
                                    "max_message_bytes = 4096\n"
                                    "max_pending = 16\n"
                                    "max_keys = 10\n"
+                                   "min_rotate_every = 60\n"
+                                   "max_versions_kept = 7\n"
                                    "\n"
                                    "[pkcs11]\n"
                                    "module = /opt/hsm/lib.so\n"
@@ -77,6 +81,8 @@ static void test_full_file(void **state)
         assert_int_equal(c.max_message_bytes, 4096);
         assert_int_equal(c.max_pending, 16);
         assert_int_equal(c.max_keys, 10);
+        assert_int_equal(c.min_rotate_every, 60);
+        assert_int_equal(c.max_versions_kept, 7);
         assert_string_equal(c.pkcs11_module, "/opt/hsm/lib.so");
         assert_string_equal(c.token_label, "other");
         assert_null(c.token_serial);
@@ -148,6 +154,14 @@ static void test_bounds(void **state)
                 { "[limits]\nmax_pending = 65537\n", false },
                 { "[limits]\nmax_keys = 0\n", false },
                 { "[limits]\nmax_keys = 100001\n", false },
+                { "[limits]\nmin_rotate_every = 1\n", true },
+                { "[limits]\nmin_rotate_every = 31536000\n", true },
+                { "[limits]\nmin_rotate_every = 0\n", false },
+                { "[limits]\nmin_rotate_every = 31536001\n", false },
+                { "[limits]\nmax_versions_kept = 1\n", true },
+                { "[limits]\nmax_versions_kept = 10000\n", true },
+                { "[limits]\nmax_versions_kept = 0\n", false },
+                { "[limits]\nmax_versions_kept = 10001\n", false },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {

@@ -257,6 +257,67 @@ static void test_owner_subject_and_globs(void **state)
         kms_policy_unref(p);
 }
 
+/* kms_policy_reach: an upper bound of what kms_policy_decide can allow,
+ * from the rules alone (lists filter in their query by it). */
+static void test_reach(void **state)
+{
+        struct kms_policy_settings st = settings;
+        struct kms_policy *p = load(chat_app);
+        struct kms_caller c = caller(1000, 1000);
+        char err[256];
+
+        (void)state;
+        /* uid 1000 is named by a rule granting read: other owners' keys. */
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_SOME);
+        /* Only the owner's rights grant destroy. */
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_DESTROY), KMS_REACH_OWN);
+        /* Nobody is granted audit. */
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_AUDIT), KMS_REACH_NONE);
+        /* Through a group. */
+        c = caller(1003, 2000);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_SOME);
+        /* A uid no rule names: its own keys. */
+        c = caller(1002, 1002);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_OWN);
+        /* Root: everything; incomplete groups: nothing. */
+        c = caller(0, 0);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_ALL);
+        c = caller(1000, 1000);
+        c.groups_incomplete = true;
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_NONE);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_INVALID), KMS_REACH_NONE);
+        kms_policy_unref(p);
+
+        /* Without owner rights, a rule with the subject "owner" is what
+         * grants the own keys; deny rules grant nothing. */
+        st.owner_rights = 0;
+        assert_int_equal(kms_policy_load_string(&st,
+                                                "[deny]\nsubjects = uid:1000\noperations = read\nkeys = *\n"
+                                                "effect = deny\n",
+                                                "x", &p, err, sizeof(err)),
+                         0);
+        c = caller(1000, 1000);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_NONE);
+        kms_policy_unref(p);
+        assert_int_equal(kms_policy_load_string(&st, "[own]\nsubjects = owner\noperations = read\nkeys = *\n", "x",
+                                                &p, err, sizeof(err)),
+                         0);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_OWN);
+        assert_false(allowed(p, 1000, 1000, KMS_OP_READ, "k", 1001, NULL, 0));
+        kms_policy_unref(p);
+        assert_int_equal(kms_policy_load_string(&st, "[all]\nsubjects = any\noperations = read\nkeys = pub/*\n",
+                                                "x", &p, err, sizeof(err)),
+                         0);
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_SOME);
+        kms_policy_unref(p);
+        /* The admin group: everything. */
+        st.admin_group = "root";
+        assert_int_equal(kms_policy_load_string(&st, "", "x", &p, err, sizeof(err)), 0);
+        c.gids[c.n_gids++] = 0;
+        assert_int_equal(kms_policy_reach(p, &c, KMS_OP_READ), KMS_REACH_ALL);
+        kms_policy_unref(p);
+}
+
 static void test_rule_info(void **state)
 {
         struct kms_policy *p = load(chat_app);
@@ -596,6 +657,7 @@ int main(void)
                 cmocka_unit_test(test_groups_incomplete),
                 cmocka_unit_test(test_first_match_wins),
                 cmocka_unit_test(test_owner_subject_and_globs),
+                cmocka_unit_test(test_reach),
                 cmocka_unit_test(test_rule_info),
                 cmocka_unit_test(test_parse_errors),
                 cmocka_unit_test(test_load_dir),

@@ -728,6 +728,183 @@ static void test_strerror(void **state)
         assert_int_equal(kms_store_exec(f->store, "PRAGMA query_only = 0"), 0);
 }
 
+static void insert_owned(struct kms_store *s, const char *name, uint8_t id_byte, uint32_t owner)
+{
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        uint8_t spki[91];
+
+        make_key(name, &k, &v, spki, sizeof(spki), id_byte);
+        k.owner = owner;
+        assert_int_equal(kms_store_key_insert(s, &k, &v, NULL, NULL, NULL), 0);
+}
+
+static bool skip_b(const char *name, uint32_t owner, void *userdata)
+{
+        (*(int *)userdata)++;
+        return strchr(name, 'b') == NULL;
+}
+
+/* Pages for the lists: name order after a name, by owner, a bound on the
+ * rows read, a filter, destroyed keys, keys with revocations. */
+static void test_key_page(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_page_entry *e = NULL;
+        struct kms_key_page q = { .after = "", .owner = -1, .want = 2 };
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        struct kms_key_version_record *rv = NULL;
+        size_t n = 99;
+        int seen = 0;
+
+        insert_owned(f->store, "c", 0x61, 1000);
+        insert_owned(f->store, "a", 0x62, 1001);
+        insert_owned(f->store, "b", 0x63, 1000);
+        insert_owned(f->store, "d", 0x64, 1001);
+        insert_owned(f->store, "bb", 0x65, 1000);
+
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(e[0].name, "a");
+        assert_int_equal(e[0].owner, 1001);
+        assert_string_equal(e[1].name, "b");
+        free(e);
+        /* The next page starts after the last name. */
+        q.after = "b";
+        q.want = 10;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(e[0].name, "bb");
+        assert_string_equal(e[2].name, "d");
+        free(e);
+        /* One owner's keys. */
+        q.after = "";
+        q.owner = 1000;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(e[0].name, "b");
+        assert_string_equal(e[1].name, "bb");
+        assert_string_equal(e[2].name, "c");
+        free(e);
+        q.owner = 4242;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 0);
+        free(e);
+        /* The filter sees every row read; max_rows bounds them. */
+        q.owner = -1;
+        assert_int_equal(kms_store_key_page(f->store, &q, skip_b, &seen, &e, &n), 0);
+        assert_int_equal(seen, 5);
+        assert_int_equal(n, 3);
+        assert_string_equal(e[1].name, "c");
+        free(e);
+        seen = 0;
+        q.max_rows = 2;
+        assert_int_equal(kms_store_key_page(f->store, &q, skip_b, &seen, &e, &n), 0);
+        assert_int_equal(seen, 2);
+        assert_int_equal(n, 1);
+        assert_string_equal(e[0].name, "a");
+        free(e);
+        q.max_rows = 0;
+        /* Destroyed keys only when asked for. */
+        assert_int_equal(kms_store_key_destroy(f->store, "c"), 0);
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 4);
+        free(e);
+        q.include_destroyed = true;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 5);
+        free(e);
+        /* Keys with a revoked version, and those versions. */
+        q.revoked_only = true;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 0);
+        free(e);
+        assert_int_equal(kms_store_key_get_version(f->store, "bb", 0, false, &k, &v), 0);
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 1, 1700000100, "retired", "n"), 0);
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(e[0].name, "bb");
+        assert_int_equal(e[0].id, k.id);
+        free(e);
+        q.owner = 1001;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 0);
+        free(e);
+        assert_int_equal(kms_store_versions_revoked(f->store, k.id, &rv, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(rv[0].version, 1);
+        assert_int_equal(rv[0].revoked_at, 1700000100);
+        assert_string_equal(rv[0].revoke_reason, "retired");
+        assert_int_equal(rv[0].spki_len, 91);
+        kms_key_versions_free(rv, n);
+        /* want 0: nothing, without a query. */
+        q.want = 0;
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(e);
+}
+
+/* What the scheduler reads: scheduled destructions, and active keys with
+ * a rotation setting. */
+static void test_list_scheduled(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record *keys = NULL;
+        size_t n = 99;
+
+        insert(f->store, "s/none", 0x81);
+        insert(f->store, "s/every", 0x82);
+        insert(f->store, "s/uses", 0x83);
+        insert(f->store, "s/disabled", 0x84);
+        insert(f->store, "s/doomed", 0x85);
+        assert_int_equal(kms_store_key_set_settings(f->store, "s/every", 3600, 0, 0), 0);
+        assert_int_equal(kms_store_key_set_settings(f->store, "s/uses", 0, 10, 0), 0);
+        assert_int_equal(kms_store_key_set_settings(f->store, "s/disabled", 3600, 0, 0), 0);
+        assert_int_equal(kms_store_key_set_state(f->store, "s/disabled", KMS_KEY_ACTIVE, KMS_KEY_DISABLED), 0);
+        assert_int_equal(kms_store_key_set_destroy_at(f->store, "s/doomed", 1700000000), 0);
+        assert_int_equal(kms_store_key_list_scheduled(f->store, &keys, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < n; i++) {
+                assert_true(strcmp(keys[i].name, "s/every") == 0 || strcmp(keys[i].name, "s/uses") == 0 ||
+                            strcmp(keys[i].name, "s/doomed") == 0);
+                assert_int_equal(keys[i].primary_version, 1);
+                assert_int_equal(keys[i].primary_created, 1700000000);
+        }
+        kms_key_records_free(keys, n);
+}
+
+/* A database of schema 5 with a revoked version: the step to 6 marks the
+ * key for ListRevoked. */
+static void test_migrate_v6(void **state)
+{
+        struct fixture *f = *state;
+        struct kms_key_record k;
+        struct kms_key_version_record v;
+        struct kms_key_page_entry *e = NULL;
+        const struct kms_key_page q = { .after = "", .owner = -1, .revoked_only = true, .want = 10 };
+        size_t n = 0;
+
+        insert(f->store, "mig/a", 0x71);
+        insert(f->store, "mig/b", 0x72);
+        assert_int_equal(kms_store_key_get_version(f->store, "mig/b", 0, false, &k, &v), 0);
+        assert_int_equal(kms_store_version_revoke(f->store, k.id, 1, 1700000100, "retired", ""), 0);
+        /* Back to what schema 5 had. */
+        assert_int_equal(kms_store_exec(f->store, "DROP INDEX keys_owner; DROP INDEX keys_revoked;"
+                                                  " DROP INDEX key_versions_revoked;"
+                                                  " ALTER TABLE keys DROP COLUMN has_revoked;"
+                                                  " PRAGMA user_version = 5"),
+                         0);
+        kms_store_close(f->store);
+        f->store = NULL;
+        assert_int_equal(kms_store_open(f->path, &f->store), 0);
+        assert_int_equal(sql_int(f->path, "PRAGMA user_version"), KMS_STORE_SCHEMA_VERSION);
+        assert_int_equal(kms_store_key_page(f->store, &q, NULL, NULL, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(e[0].name, "mig/b");
+        free(e);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -738,7 +915,8 @@ int main(void)
                 T(test_set_state_destroyed), T(test_get_version), T(test_add_uses), T(test_revoke_versions), T(test_reopen_persists),
                 T(test_two_connections), T(test_check_sound), T(test_check_corrupt_keys), T(test_open_not_a_database),
                 T(test_strerror),
-                T(test_state_cas), T(test_version_add_expected), T(test_pending_records),
+                T(test_state_cas), T(test_version_add_expected), T(test_pending_records), T(test_key_page),
+                T(test_list_scheduled), T(test_migrate_v6),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
