@@ -148,6 +148,22 @@ static int store_error(struct kms_worker *w, int r, const char *name, char *errm
         return kms_errorf(errmsg, errlen, r, "the metadata store failed: %s", kms_store_strerror(r));
 }
 
+/* End the open change whose writes returned r: req's own record and the
+ * commit, or, when r or either of those failed, the rollback (errmsg
+ * then says why, and req's record does not count as written). */
+static int finish_change(struct kms_worker *w, struct kms_request *req, int r, char *errmsg, size_t errlen)
+{
+        if (r >= 0)
+                r = kms_change_record_request(w, req);
+        if (r < 0)
+                r = store_error(w, r, req->name, errmsg, errlen);
+        else
+                r = kms_change_commit(w, errmsg, errlen);
+        if (r < 0)
+                req->audit_committed = false;
+        return r;
+}
+
 /* Versions whose objects go once the change is committed. */
 struct doomed {
         struct doomed_version {
@@ -520,12 +536,7 @@ int kms_lifecycle_revoke(struct kms_worker *w, struct kms_request *req, uint32_t
         if (rotate)
                 snprintf(req->audit_details + strlen(req->audit_details),
                          sizeof(req->audit_details) - strlen(req->audit_details), " replaced_by=%u", nv.version);
-        r = kms_change_record_request(w, req);
-        if (r < 0) {
-                r = store_error(w, r, name, errmsg, errlen);
-                goto fail;
-        }
-        r = kms_change_commit(w, errmsg, errlen);
+        r = finish_change(w, req, 0, errmsg, errlen);
         if (r < 0)
                 goto fail;
 
@@ -607,15 +618,9 @@ int kms_lifecycle_destroy(struct kms_worker *w, struct kms_request *req, bool on
                                  : kms_errorf(errmsg, errlen, r, "the metadata store failed: %s", kms_store_strerror(r));
                 goto out;
         }
-        r = kms_change_record_request(w, req);
-        if (r >= 0)
-                r = kms_change_commit(w, errmsg, errlen);
-        else
-                r = store_error(w, r, name, errmsg, errlen);
-        if (r < 0) {
-                req->audit_committed = false;
+        r = finish_change(w, req, 0, errmsg, errlen);
+        if (r < 0)
                 goto out;
-        }
         destroy_doomed(w, name, k->backend, &g);
         log_info("destroyed key '%s' (%s)", name, by);
         kms_signal_key_destroyed(w->daemon, name);
@@ -651,16 +656,9 @@ int kms_lifecycle_set_state(struct kms_worker *w, struct kms_request *req, bool 
                 goto out;
         }
         r = kms_store_key_set_state(w->store, req->name, from, to);
-        if (r >= 0)
-                r = kms_change_record_request(w, req);
-        if (r >= 0)
-                r = kms_change_commit(w, errmsg, errlen);
-        else
-                r = store_error(w, r, req->name, errmsg, errlen);
-        if (r < 0) {
-                req->audit_committed = false;
+        r = finish_change(w, req, r, errmsg, errlen);
+        if (r < 0)
                 goto out;
-        }
         log_info("key '%s' %s by uid %u", req->name, enable ? "enabled" : "disabled", (unsigned)req->caller.uid);
 out:
         kms_key_record_free(k);
@@ -693,16 +691,9 @@ int kms_lifecycle_set_options(struct kms_worker *w, struct kms_request *req, cha
                 if (r >= 0)
                         r = trim_in_change(w, after, keep_bound(w, after), after->primary_version, 0, 0, &g);
         }
-        if (r >= 0)
-                r = kms_change_record_request(w, req);
-        if (r >= 0)
-                r = kms_change_commit(w, errmsg, errlen);
-        else
-                r = store_error(w, r, req->name, errmsg, errlen);
-        if (r < 0) {
-                req->audit_committed = false;
+        r = finish_change(w, req, r, errmsg, errlen);
+        if (r < 0)
                 goto out;
-        }
         destroy_doomed(w, req->name, k->backend, &g);
         for (size_t i = 0; i < g.n; i++)
                 log_info("key '%s': version %u trimmed (keep_versions %u)", req->name, g.v[i].version,
@@ -735,16 +726,9 @@ int kms_lifecycle_schedule_destroy(struct kms_worker *w, struct kms_request *req
                 goto out;
         }
         r = kms_store_key_set_destroy_at(w->store, req->name, at);
-        if (r >= 0)
-                r = kms_change_record_request(w, req);
-        if (r >= 0)
-                r = kms_change_commit(w, errmsg, errlen);
-        else
-                r = store_error(w, r, req->name, errmsg, errlen);
-        if (r < 0) {
-                req->audit_committed = false;
+        r = finish_change(w, req, r, errmsg, errlen);
+        if (r < 0)
                 goto out;
-        }
         if (at)
                 log_info("key '%s' scheduled for destruction at %lld by uid %u", req->name, (long long)at,
                          (unsigned)req->caller.uid);

@@ -206,6 +206,11 @@ static const char schema_v6[] = "ALTER TABLE keys ADD COLUMN has_revoked INTEGER
                                 "CREATE INDEX key_versions_revoked ON key_versions (key_id, version)"
                                 " WHERE state = 'revoked';";
 
+/* schema_steps[v] takes a database from version v to v + 1. */
+static const char *const schema_steps[KMS_STORE_SCHEMA_VERSION] = {
+        schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
+};
+
 static _Atomic uint64_t store_generation = 1;
 
 uint64_t kms_store_generation(void)
@@ -418,37 +423,17 @@ static int migrate(struct kms_store *s)
         if (r < 0)
                 return r;
         /* One step per version; each runs in this transaction. */
-        if (version < 1) {
-                r = kms_store_exec(s, schema_v1);
+        for (int step = version; step < KMS_STORE_SCHEMA_VERSION; step++) {
+                r = kms_store_exec(s, schema_steps[step]);
                 if (r < 0)
                         goto fail;
         }
-        if (version < 2) {
-                r = kms_store_exec(s, schema_v2);
-                if (r < 0)
-                        goto fail;
+        {
+                char pragma[48];
+
+                snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", KMS_STORE_SCHEMA_VERSION);
+                r = kms_store_exec(s, pragma);
         }
-        if (version < 3) {
-                r = kms_store_exec(s, schema_v3);
-                if (r < 0)
-                        goto fail;
-        }
-        if (version < 4) {
-                r = kms_store_exec(s, schema_v4);
-                if (r < 0)
-                        goto fail;
-        }
-        if (version < 5) {
-                r = kms_store_exec(s, schema_v5);
-                if (r < 0)
-                        goto fail;
-        }
-        if (version < 6) {
-                r = kms_store_exec(s, schema_v6);
-                if (r < 0)
-                        goto fail;
-        }
-        r = kms_store_exec(s, "PRAGMA user_version = 6");
         if (r < 0)
                 goto fail;
         return kms_store_exec(s, "COMMIT");
